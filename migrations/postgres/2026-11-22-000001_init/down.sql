@@ -1,0 +1,14 @@
+DROP TABLE webhook_deliveries;
+DROP TABLE webhook_endpoints;
+DROP TABLE idempotency_keys;
+DROP TABLE orders;
+DROP TABLE session_lines;
+DROP TABLE sessions;
+DROP TABLE coupons;
+DROP TABLE product_activations;
+DROP TABLE product_version_prices;
+DROP TABLE product_versions;
+DROP TABLE products;
+DROP TABLE api_keys;
+DROP TABLE store_return_origins;
+DROP TABLE stores;

@@ -1,0 +1,104 @@
+//! Configuration. Every setting is a `checkout serve` flag and an environment variable;
+//! the binding names are in SPEC section 9.
+use crate::db::connect::PoolOptions;
+use std::{net::SocketAddr, time::Duration};
+
+/// Database settings. Env vars: `DATABASE_URL` (default `sqlite://checkout.db`),
+/// `CHECKOUT_DB_POOL_SIZE` (16), `CHECKOUT_DB_CONNECT_TIMEOUT_MS` (5000).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DbConfig {
+    /// `sqlite://PATH` (embedded) or `postgres://…` (production, shared by replicas).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://checkout.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Connections per replica.
+    #[arg(long, env = "CHECKOUT_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+    /// How long a request waits for a connection before failing with UNAVAILABLE.
+    #[arg(long, env = "CHECKOUT_DB_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_connect_timeout_ms: u64,
+}
+
+impl DbConfig {
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            max_size: self.db_pool_size.max(1),
+            connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
+        }
+    }
+}
+
+/// Settings of `checkout serve`. Env vars: those of [`DbConfig`], `CHECKOUT_LISTEN_ADDR`,
+/// `CHECKOUT_PLATFORM_TOKEN`, `CHECKOUT_HOSTED_URL_TEMPLATE`, `CHECKOUT_DEMO_SEED`,
+/// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
+/// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`, and the
+/// logging ones of [`LogConfig`].
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// gRPC listen address; `:0` (or port 0) picks a free port, and the bound address is logged.
+    #[arg(long, env = "CHECKOUT_LISTEN_ADDR", default_value = "127.0.0.1:50051", value_parser = parse_listen_addr)]
+    pub listen_addr: SocketAddr,
+    /// Bearer secret for HostedCheckoutService and AdminService (at least 32 characters).
+    /// Unset: a random one is generated at start and printed (SQLite development only).
+    #[arg(long, env = "CHECKOUT_PLATFORM_TOKEN", hide_env_values = true)]
+    pub platform_token: Option<String>,
+    /// The hosted payment page; `{CHECKOUT_SESSION_ID}` is replaced by the session id.
+    #[arg(
+        long,
+        env = "CHECKOUT_HOSTED_URL_TEMPLATE",
+        default_value = "https://checkout.example.com/s/{CHECKOUT_SESSION_ID}"
+    )]
+    pub hosted_url_template: String,
+    /// Seed a demo store into an empty database. Default: true for SQLite, false for Postgres.
+    #[arg(long, env = "CHECKOUT_DEMO_SEED")]
+    pub demo_seed: Option<bool>,
+    /// Allow loopback/private/link-local webhook targets (local testing only).
+    #[arg(long, env = "CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private_targets: bool,
+    /// On SIGTERM/ctrl-c: how long in-flight calls may take to finish.
+    #[arg(long, env = "CHECKOUT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+    /// Largest request message accepted (bytes).
+    #[arg(long, env = "CHECKOUT_MAX_DECODING_MESSAGE_BYTES", default_value_t = 256 * 1024)]
+    pub max_decoding_message_bytes: usize,
+    /// HTTP/2 streams per connection.
+    #[arg(long, env = "CHECKOUT_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
+/// Logging. Env vars: `RUST_LOG` (default `info`), `CHECKOUT_LOG_FORMAT` (`text` or `json`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogConfig {
+    #[arg(long, env = "CHECKOUT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// `host:port`, or `:port` for every interface (as Go servers and grpcurl users expect).
+fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
+    let full = match raw.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => raw.to_owned(),
+    };
+    full.parse()
+        .map_err(|_| format!("expected host:port or :port, got {raw:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_addr_accepts_port_only() {
+        assert_eq!(
+            super::parse_listen_addr(":0").unwrap().to_string(),
+            "0.0.0.0:0"
+        );
+        assert!(super::parse_listen_addr("nonsense").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Opening the pools and applying migrations.
+use anyhow::{bail, Context};
+use diesel::{ConnectionError, SqliteConnection};
+use diesel_async::{
+    pooled_connection::{bb8::Pool, AsyncDieselConnectionManager, ManagerConfig},
+    sync_connection_wrapper::SyncConnectionWrapper,
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+use std::{sync::Arc, time::Duration};
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Replicas starting together must not apply migrations twice; they take this
+/// session-level advisory lock first (an arbitrary constant: "checkout" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x636865636b6f7574;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub enum Db {
+    Sqlite {
+        pool: Pool<SqliteConn>,
+        writer: Arc<tokio::sync::Mutex<()>>,
+    },
+    Postgres {
+        pool: Pool<AsyncPgConnection>,
+    },
+}
+
+/// Pool settings. Env vars: `CHECKOUT_DB_POOL_SIZE` (default 16),
+/// `CHECKOUT_DB_CONNECT_TIMEOUT_MS` (default 5000): how long a request waits for a
+/// connection before it fails with UNAVAILABLE.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `sqlite://checkout.db` (relative) or `sqlite:///var/lib/checkout.db` (absolute).
+fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://").filter(|p| !p.is_empty())
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+pub fn backend_of(url: &str) -> anyhow::Result<Backend> {
+    if sqlite_path(url).is_some() {
+        Ok(Backend::Sqlite)
+    } else if is_postgres(url) {
+        Ok(Backend::Postgres)
+    } else {
+        bail!("DATABASE_URL must be sqlite://PATH or postgres://…")
+    }
+}
+
+async fn sqlite_connection(path: &str) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(path).await?;
+    // busy_timeout first: switching to WAL needs a lock another process may hold.
+    conn.batch_execute(
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+fn pool_builder<M: bb8::ManageConnection>(opts: &PoolOptions) -> bb8::Builder<M> {
+    bb8::Pool::builder()
+        .max_size(opts.max_size)
+        .connection_timeout(opts.connect_timeout)
+}
+
+impl Db {
+    pub async fn connect(url: &str, opts: &PoolOptions) -> anyhow::Result<Db> {
+        match backend_of(url)? {
+            Backend::Sqlite => {
+                let mut config = ManagerConfig::default();
+                config.custom_setup = Box::new(|path| sqlite_connection(path).boxed());
+                let path = sqlite_path(url).expect("checked by backend_of");
+                let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+                Ok(Db::Sqlite {
+                    pool: pool_builder(opts).build(manager).await?,
+                    writer: Arc::new(tokio::sync::Mutex::new(())),
+                })
+            }
+            Backend::Postgres => {
+                let manager = AsyncDieselConnectionManager::new(url);
+                Ok(Db::Postgres {
+                    pool: pool_builder(opts).build(manager).await?,
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations on a dedicated connection. Needs a multi-threaded
+    /// runtime (the harness blocks in place).
+    pub async fn migrate(url: &str) -> anyhow::Result<()> {
+        match backend_of(url)? {
+            Backend::Sqlite => {
+                let path = sqlite_path(url).expect("checked by backend_of");
+                let conn = sqlite_connection(path)
+                    .await
+                    .with_context(|| format!("opening SQLite database {path}"))?;
+                let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+                harness
+                    .run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("applying SQLite migrations: {e}"))?;
+            }
+            Backend::Postgres => {
+                let mut conn = AsyncPgConnection::establish(url)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .execute(&mut conn)
+                    .await
+                    .context("taking the migration lock")?;
+                let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+                harness
+                    .run_pending_migrations(PG_MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("applying PostgreSQL migrations: {e}"))?;
+                // Closing the connection releases the advisory lock.
+                drop(harness.into_inner());
+            }
+        }
+        Ok(())
+    }
+}

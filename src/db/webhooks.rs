@@ -1,0 +1,131 @@
+//! `webhook_endpoints` and the delivery log `webhook_deliveries`.
+use super::{
+    schema::{stores, webhook_deliveries, webhook_endpoints},
+    Db,
+};
+use crate::{
+    domain::{
+        ids::{StoreId, WebhookEndpointId},
+        time::Timestamp,
+        webhook::WebhookUrl,
+        Environment,
+    },
+    error::AppResult,
+};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = webhook_endpoints, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct EndpointRow {
+    pub id: String,
+    pub store_id: String,
+    pub environment: String,
+    pub url: String,
+    /// Needed to sign deliveries; serialized only by the one command that shows it.
+    #[serde(skip)]
+    pub secret: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = webhook_deliveries, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct DeliveryRow {
+    pub id: String,
+    pub store_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempt: i32,
+    pub response_status: Option<i32>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub attempted_at: i64,
+}
+
+/// `None` if the store does not exist.
+pub async fn create_endpoint(
+    db: &Db,
+    store_id: &StoreId,
+    env: Environment,
+    url: &WebhookUrl,
+    secret: String,
+) -> AppResult<Option<EndpointRow>> {
+    let row = EndpointRow {
+        id: WebhookEndpointId::generate().to_string(),
+        store_id: store_id.to_string(),
+        environment: env.as_str().to_owned(),
+        url: url.as_str().to_owned(),
+        secret,
+        created_at: Timestamp::now().0,
+        disabled_at: None,
+    };
+    with_tx!(db, |conn| {
+        let exists: i64 = stores::table
+            .filter(stores::id.eq(store_id.as_str()))
+            .count()
+            .get_result(conn)
+            .await?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        diesel::insert_into(webhook_endpoints::table)
+            .values(&row)
+            .execute(conn)
+            .await?;
+        Ok(Some(row.clone()))
+    })
+}
+
+/// Where a page of the delivery log starts: strictly older than this entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCursor {
+    pub attempted_at: i64,
+    pub id: String,
+}
+
+/// One page of a store's delivery log, newest first; the cursor of the next page if any.
+pub async fn list_deliveries(
+    db: &Db,
+    store_id: &StoreId,
+    endpoint_id: Option<&WebhookEndpointId>,
+    page_size: i64,
+    after: Option<&DeliveryCursor>,
+) -> AppResult<(Vec<DeliveryRow>, Option<DeliveryCursor>)> {
+    let mut rows: Vec<DeliveryRow> = with_conn!(db, |conn| {
+        let mut q = webhook_deliveries::table
+            .filter(webhook_deliveries::store_id.eq(store_id.as_str()))
+            .select(DeliveryRow::as_select())
+            .order((
+                webhook_deliveries::attempted_at.desc(),
+                webhook_deliveries::id.desc(),
+            ))
+            .limit(page_size + 1)
+            .into_boxed();
+        if let Some(endpoint) = endpoint_id {
+            q = q.filter(webhook_deliveries::endpoint_id.eq(endpoint.as_str()));
+        }
+        if let Some(c) = after {
+            q = q.filter(
+                webhook_deliveries::attempted_at.lt(c.attempted_at).or(
+                    webhook_deliveries::attempted_at
+                        .eq(c.attempted_at)
+                        .and(webhook_deliveries::id.lt(c.id.clone())),
+                ),
+            );
+        }
+        q.load(conn).await?
+    });
+    let next = if rows.len() as i64 > page_size {
+        rows.truncate(page_size as usize);
+        rows.last().map(|r| DeliveryCursor {
+            attempted_at: r.attempted_at,
+            id: r.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}

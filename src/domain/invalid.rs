@@ -1,0 +1,73 @@
+//! The one error the domain produces: a request that cannot be accepted as it is. The
+//! gRPC layer turns it into INVALID_ARGUMENT with `google.rpc.BadRequest` field violations.
+
+/// One field that failed, with a description a developer can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The client-visible message (exact wording matters: clients match on it).
+    pub message: String,
+    pub violations: Vec<Violation>,
+}
+
+impl Invalid {
+    /// A failure of one field whose description is also the message.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Invalid {
+            violations: vec![Violation {
+                field: field.into(),
+                description: message.clone(),
+            }],
+            message,
+        }
+    }
+
+    /// Prefixes the field path, e.g. `prices[2]` + `.currency`.
+    pub fn within(mut self, prefix: &str) -> Self {
+        for v in &mut self.violations {
+            v.field = format!("{prefix}.{}", v.field);
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// A required text field: trimmed, non-empty, at most `max` characters.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Invalid::field(field, format!("{field} is required")));
+    }
+    optional_text(field, value, max)
+}
+
+/// An optional text field: trimmed, at most `max` characters, no control characters.
+pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(Invalid::field(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::field(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}

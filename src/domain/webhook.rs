@@ -1,0 +1,123 @@
+//! Webhook endpoint rules: where the service may be told to POST, and the signing secret.
+use super::{store::is_local_host, Environment, Invalid};
+use base64::Engine;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A webhook target URL that passed the SSRF rules at registration. The addresses a
+/// hostname resolves to are checked again at send time, since DNS can change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl(url::Url);
+
+impl WebhookUrl {
+    pub fn parse(raw: &str, env: Environment, allow_private: bool) -> Result<Self, Invalid> {
+        let bad = |why: &str| Invalid::field("url", format!("url: {why}"));
+        let url = url::Url::parse(raw.trim()).map_err(|_| bad("not a valid URL"))?;
+        match (url.scheme(), env) {
+            ("https", _) | ("http", Environment::Test) => {}
+            ("http", Environment::Prod) => return Err(bad("URL scheme must be https in prod")),
+            _ => return Err(bad("URL scheme must be https")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("credentials in the URL are not allowed"));
+        }
+        if url.fragment().is_some() {
+            return Err(bad("a fragment is not allowed"));
+        }
+        let host = url.host().ok_or_else(|| bad("a host is required"))?;
+        let forbidden = match &host {
+            url::Host::Domain(_) => is_local_host(&host),
+            url::Host::Ipv4(ip) => is_forbidden_ip(IpAddr::V4(*ip)),
+            url::Host::Ipv6(ip) => is_forbidden_ip(IpAddr::V6(*ip)),
+        };
+        if forbidden && !allow_private {
+            return Err(bad(
+                "loopback, private and link-local targets are not allowed",
+            ));
+        }
+        Ok(WebhookUrl(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Addresses a webhook must never reach unless the operator allows it: this machine, the
+/// private network, link-local (cloud metadata lives there), and other non-public ranges.
+pub fn is_forbidden_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_forbidden_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_forbidden_v4(v4),
+            None => is_forbidden_v6(v6),
+        },
+    }
+}
+
+fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, 100.64.0.0/10
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
+        || a >= 240 // reserved
+}
+
+fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+        || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
+}
+
+/// A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
+pub fn generate_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssrf_targets_are_refused_unless_allowed() {
+        for raw in [
+            "https://127.0.0.1/hook",
+            "https://localhost/hook",
+            "https://10.1.2.3/hook",
+            "https://169.254.169.254/latest",
+            "https://[::1]/hook",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:192.168.1.1]/hook",
+        ] {
+            assert!(
+                WebhookUrl::parse(raw, Environment::Test, false).is_err(),
+                "{raw}"
+            );
+            assert!(
+                WebhookUrl::parse(raw, Environment::Test, true).is_ok(),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn prod_requires_https() {
+        assert!(WebhookUrl::parse("http://hooks.example.com/x", Environment::Prod, false).is_err());
+        assert!(WebhookUrl::parse("http://hooks.example.com/x", Environment::Test, false).is_ok());
+        assert!(WebhookUrl::parse("https://hooks.example.com/x", Environment::Prod, false).is_ok());
+    }
+}

@@ -1,0 +1,81 @@
+use checkout::{
+    cli::{run_admin, Cli, Command},
+    config::ServeConfig,
+    startup::{shutdown_signal, Application},
+    telemetry,
+};
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(config) => serve(config).await,
+        Command::Migrate(db) => {
+            telemetry::init("text");
+            checkout::db::Db::migrate(&db.database_url).await.map(|()| {
+                println!("migrations applied");
+            })
+        }
+        Command::Admin(args) => run_admin(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    telemetry::init(&config.log.log_format);
+    let app = Application::build(config).await?;
+    print_banner(&app);
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// What a developer needs on first start, on stdout (secrets are never logged).
+fn print_banner(app: &Application) {
+    let addr = app.local_addr();
+    let target = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    println!("checkout is serving gRPC on {addr}");
+    if let Some(token) = app.generated_platform_token() {
+        println!("\nPlatform token (generated for this run; set CHECKOUT_PLATFORM_TOKEN to choose one):\n  {token}");
+    }
+    let Some(seed) = app.demo_seed() else {
+        println!("\nTry: grpcurl -plaintext {target} list");
+        return;
+    };
+    println!(
+        "\nDemo store \"{}\" ({}) seeded: test environment, return origin {}.",
+        seed.slug, seed.store_id, seed.origin
+    );
+    println!(
+        "Test API key (shown once; only its hash is stored):\n  {}",
+        seed.api_key
+    );
+    for (name, id) in &seed.products {
+        println!("  product {id}  {name}");
+    }
+    println!("  coupon  {} (100% off)", seed.coupon_code);
+    let token = app
+        .generated_platform_token()
+        .unwrap_or("$CHECKOUT_PLATFORM_TOKEN");
+    let (_, first_product) = &seed.products[0];
+    println!("\nTry it:");
+    println!("  grpcurl -plaintext {target} list");
+    println!("  grpcurl -plaintext {target} grpc.health.v1.Health/Check");
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"store_id\":\"{}\"}}' {target} checkout.v1.AdminService/GetStore",
+        seed.store_id
+    );
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"product_id\":\"{first_product}\"}}' {target} checkout.v1.AdminService/GetProduct"
+    );
+}

@@ -1,0 +1,184 @@
+//! Building and running the server. `Application::build` does everything that can fail
+//! (config checks, migrations, binding the port) before anything is served, and exposes
+//! the bound address, so tests can start it on `127.0.0.1:0`.
+use crate::{
+    config::ServeConfig,
+    db::{connect::backend_of, Backend, Db},
+    domain::ids::random_base62,
+    grpc::{admin::Admin, auth::AuthLayer, checkout::Checkout, hosted::Hosted},
+    pb::{
+        admin_service_server::AdminServiceServer, checkout_service_server::CheckoutServiceServer,
+        hosted_checkout_service_server::HostedCheckoutServiceServer,
+    },
+    seed::{self, DemoSeed},
+};
+use anyhow::{bail, Context};
+use std::{future::Future, net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    db: Db,
+    config: ServeConfig,
+    platform_token: String,
+    generated_token: bool,
+    seeded: Option<DemoSeed>,
+}
+
+/// The checkout services, for health status and shutdown.
+const SERVICES: [&str; 3] = [
+    "checkout.v1.CheckoutService",
+    "checkout.v1.HostedCheckoutService",
+    "checkout.v1.AdminService",
+];
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let url = &config.db.database_url;
+        let backend = backend_of(url)?;
+        let (platform_token, generated_token) = match &config.platform_token {
+            Some(t) if t.len() >= 32 => (t.clone(), false),
+            Some(_) => bail!("CHECKOUT_PLATFORM_TOKEN must be at least 32 characters"),
+            // Replicas sharing Postgres must share one token, so none can be made up here.
+            None if backend == Backend::Postgres => {
+                bail!("CHECKOUT_PLATFORM_TOKEN must be set when DATABASE_URL is PostgreSQL")
+            }
+            None => (format!("pt_{}", random_base62(43)), true),
+        };
+        Db::migrate(url).await?;
+        let db = Db::connect(url, &config.db.pool_options()).await?;
+        let seeded = if config.demo_seed.unwrap_or(backend == Backend::Sqlite) {
+            seed::seed_if_empty(&db).await?
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            local_addr,
+            db,
+            config,
+            platform_token,
+            generated_token,
+            seeded,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The platform token, if it was generated at start (to print once for a developer).
+    pub fn generated_platform_token(&self) -> Option<&str> {
+        self.generated_token.then_some(self.platform_token.as_str())
+    }
+
+    /// What the demo seed created, if it ran on this start.
+    pub fn demo_seed(&self) -> Option<&DemoSeed> {
+        self.seeded.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: health turns NOT_SERVING first, new
+    /// connections are refused, and in-flight calls get the grace period to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.config;
+        let limit = cfg.max_decoding_message_bytes;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // Migrations ran in build(), so the service is ready the moment it listens.
+        health.set_service_status("", ServingStatus::Serving).await;
+        for name in SERVICES {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let checkout = Checkout {
+            db: self.db.clone(),
+            hosted_url_template: cfg.hosted_url_template.clone(),
+        };
+        let admin = Admin {
+            db: self.db.clone(),
+            webhook_allow_private_targets: cfg.webhook_allow_private_targets,
+        };
+        let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            // Keepalive pings keep idle watch streams alive behind load balancers and let
+            // the server notice dead peers.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .layer(AuthLayer::new(self.db.clone(), self.platform_token.clone()))
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(CheckoutServiceServer::new(checkout).max_decoding_message_size(limit))
+            .add_service(HostedCheckoutServiceServer::new(Hosted).max_decoding_message_size(limit))
+            .add_service(AdminServiceServer::new(admin).max_decoding_message_size(limit));
+
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            for name in SERVICES {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            let _ = stopping_tx.send(());
+        };
+        tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), "checkout listening");
+        let serve =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
+        tokio::select! {
+            served = serve => served?,
+            _ = async { if stopping_rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending().await } } => {
+                tracing::warn!(?grace, "grace period over; closing the remaining calls");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

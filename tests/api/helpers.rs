@@ -1,0 +1,284 @@
+//! `TestApp`: a real server on 127.0.0.1:0 over a real database of its own (a SQLite file in
+//! a temp dir, or a PostgreSQL database created for the test and dropped afterwards).
+use checkout::{
+    config::{DbConfig, LogConfig, ServeConfig},
+    db::Backend,
+    pb::{
+        admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
+        hosted_checkout_service_client::HostedCheckoutServiceClient,
+    },
+    startup::Application,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{metadata::MetadataValue, transport::Channel, Code, Request, Status};
+
+/// Which database a test runs on; Postgres only when TEST_DATABASE_URL is set.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub backend: Backend,
+    pub pg_url: Option<String>,
+}
+
+/// A database that exists for one test and is removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>, // (admin url, database name)
+}
+
+impl TestDb {
+    pub async fn create(ctx: &Ctx) -> Arc<TestDb> {
+        match ctx.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("checkout.db").display());
+                Arc::new(TestDb {
+                    url,
+                    backend: Backend::Sqlite,
+                    _dir: Some(dir),
+                    pg: None,
+                })
+            }
+            Backend::Postgres => {
+                let admin = ctx.pg_url.clone().expect("TEST_DATABASE_URL");
+                let name = format!(
+                    "checkout_test_{}",
+                    checkout::domain::ids::random_base62(12).to_lowercase()
+                );
+                let mut conn = AsyncPgConnection::establish(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
+                    });
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Arc::new(TestDb {
+                    url: url.to_string(),
+                    backend: Backend::Postgres,
+                    _dir: None,
+                    pg: Some((admin, name)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Drop runs outside any runtime we may block, so use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// Knobs a test may turn; everything else is the production default.
+#[derive(Clone)]
+pub struct Options {
+    pub demo_seed: bool,
+    pub webhook_allow_private_targets: bool,
+    pub connect_timeout_ms: u64,
+    pub platform_token: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            demo_seed: false,
+            webhook_allow_private_targets: false,
+            connect_timeout_ms: 5000,
+            platform_token: format!("pt_{}", checkout::domain::ids::random_base62(40)),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub platform_token: String,
+    pub db: Arc<TestDb>,
+    pub channel: Channel,
+    pub app_seed_api_key: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
+    ServeConfig {
+        db: DbConfig {
+            database_url: db.url.clone(),
+            db_pool_size: 8,
+            db_connect_timeout_ms: opts.connect_timeout_ms,
+        },
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        platform_token: Some(opts.platform_token.clone()),
+        hosted_url_template: "https://pay.example.test/s/{CHECKOUT_SESSION_ID}".into(),
+        demo_seed: Some(opts.demo_seed),
+        webhook_allow_private_targets: opts.webhook_allow_private_targets,
+        shutdown_grace_seconds: 5,
+        max_decoding_message_bytes: 256 * 1024,
+        max_concurrent_streams: 1024,
+        log: LogConfig {
+            log_format: "text".into(),
+        },
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(ctx: &Ctx) -> TestApp {
+        Self::spawn_with(ctx, Options::default()).await
+    }
+
+    pub async fn spawn_with(ctx: &Ctx, opts: Options) -> TestApp {
+        Self::spawn_on(TestDb::create(ctx).await, opts).await
+    }
+
+    /// Another server over an existing database (replicas, restarts).
+    pub async fn spawn_on(db: Arc<TestDb>, opts: Options) -> TestApp {
+        let app = Application::build(serve_config(&db, &opts))
+            .await
+            .expect("build application");
+        let addr = app.local_addr();
+        let seed_key = app.demo_seed().map(|s| s.api_key.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        TestApp {
+            addr,
+            platform_token: opts.platform_token,
+            db,
+            channel,
+            app_seed_api_key: seed_key,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn checkout(&self) -> CheckoutServiceClient<Channel> {
+        CheckoutServiceClient::new(self.channel.clone())
+    }
+
+    pub fn hosted(&self) -> HostedCheckoutServiceClient<Channel> {
+        HostedCheckoutServiceClient::new(self.channel.clone())
+    }
+
+    /// A request carrying the platform token.
+    pub fn platform<T>(&self, msg: T) -> Request<T> {
+        with_md(
+            msg,
+            &[("authorization", &format!("Bearer {}", self.platform_token))],
+        )
+    }
+
+    /// Stops the server as SIGTERM would and waits for it; panics if it takes over `limit`.
+    pub async fn stop(mut self, limit: Duration) {
+        let _ = self.shutdown.take().unwrap().send(());
+        let handle = self.handle.take().unwrap();
+        tokio::time::timeout(limit, handle)
+            .await
+            .expect("server stopped within the limit")
+            .expect("server task")
+            .expect("server result");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// A request with metadata.
+pub fn with_md<T>(msg: T, md: &[(&str, &str)]) -> Request<T> {
+    let mut req = Request::new(msg);
+    for (k, v) in md {
+        let value: MetadataValue<_> = v.parse().expect("ascii metadata");
+        let key: tonic::metadata::MetadataKey<_> = k.parse().expect("metadata key");
+        req.metadata_mut().insert(key, value);
+    }
+    req
+}
+
+/// A CheckoutService request with a secret key and an environment header.
+pub fn keyed<T>(msg: T, key: &str, env: &str) -> Request<T> {
+    with_md(
+        msg,
+        &[
+            ("authorization", &format!("Bearer {key}")),
+            ("x-context-environment", env),
+        ],
+    )
+}
+
+/// A CheckoutService request with publishable slug auth.
+pub fn slugged<T>(msg: T, slug: &str, env: &str) -> Request<T> {
+    with_md(
+        msg,
+        &[("x-store-slug", slug), ("x-context-environment", env)],
+    )
+}
+
+/// Asserts the code and the exact message of a failed call.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    message: &str,
+) -> Status {
+    let status = result.expect_err("expected the call to fail");
+    assert_eq!(
+        (status.code(), status.message()),
+        (code, message),
+        "{status:?}"
+    );
+    status
+}
+
+/// The field names of the `google.rpc.BadRequest` violations of an INVALID_ARGUMENT.
+pub fn bad_request_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let bad = details
+        .bad_request()
+        .expect("google.rpc.BadRequest details");
+    bad.field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}

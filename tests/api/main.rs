@@ -1,0 +1,105 @@
+//! The integration suite: every test runs through a real gRPC client against a real server
+//! on 127.0.0.1:0 and a real database, once on SQLite and, when TEST_DATABASE_URL is set,
+//! once more on PostgreSQL. A custom harness (libtest-mimic) lets it say plainly which
+//! backends ran.
+mod admin;
+mod auth;
+mod fixtures;
+mod helpers;
+mod server;
+mod storage;
+
+use checkout::db::Backend;
+use futures_util::future::BoxFuture;
+use helpers::Ctx;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+pub type TestFn = fn(Ctx) -> BoxFuture<'static, ()>;
+
+/// Registers `module::test` functions under their module-qualified names.
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|ctx| Box::pin($module::$name(ctx))) as TestFn)),*]
+    };
+}
+
+fn all_tests() -> Vec<(&'static str, TestFn)> {
+    let mut all = tests![
+        auth::no_credentials_is_unauthenticated,
+        auth::malformed_and_unknown_keys_are_unauthenticated,
+        auth::revoked_key_is_unauthenticated,
+        auth::key_of_other_environment_is_permission_denied,
+        auth::environment_header_is_required,
+        auth::inactive_store_is_permission_denied,
+        auth::prod_requires_approval,
+        auth::store_slug_auth_rules,
+        auth::platform_token_guards_admin_and_hosted,
+        admin::store_round_trip,
+        admin::store_validation,
+        admin::api_key_round_trip,
+        admin::product_and_versions_round_trip,
+        admin::catalog_validation,
+        admin::concurrent_versions_get_distinct_numbers,
+        admin::coupon_round_trip,
+        admin::webhook_endpoints,
+        admin::cli_provisions_what_the_server_serves,
+        server::reflection_v1_and_v1alpha_list_the_services,
+        server::health_is_serving,
+        server::oversized_request_is_refused,
+        server::shutdown_is_prompt,
+        storage::no_plaintext_api_key_in_storage,
+        storage::demo_seed_runs_once_and_works,
+        storage::restart_keeps_data,
+    ];
+    all.extend(storage::postgres_only());
+    all
+}
+
+fn run(ctx: Ctx, test: TestFn) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(format!("runtime: {e}")))?;
+    rt.block_on(test(ctx));
+    Ok(())
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // The tests wait on I/O far more than on CPU; run more than one per core by default.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(4);
+    }
+    let pg_url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    match &pg_url {
+        None => println!(
+            "\nPostgres: SKIPPED (TEST_DATABASE_URL is not set). The suite runs on SQLite only;\n\
+             set TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres to run it on PostgreSQL too.\n"
+        ),
+        Some(_) => println!("\nRunning the suite on SQLite and on PostgreSQL (TEST_DATABASE_URL).\n"),
+    }
+    let mut trials = Vec::new();
+    for (name, test) in all_tests() {
+        let sqlite = Ctx {
+            backend: Backend::Sqlite,
+            pg_url: None,
+        };
+        let postgres = Ctx {
+            backend: Backend::Postgres,
+            pg_url: pg_url.clone(),
+        };
+        if !name.starts_with("postgres_only::") {
+            trials.push(Trial::test(format!("sqlite::{name}"), move || {
+                run(sqlite, test)
+            }));
+        }
+        let pg_name = format!("postgres::{}", name.trim_start_matches("postgres_only::"));
+        trials.push(
+            Trial::test(pg_name, move || run(postgres, test)).with_ignored_flag(pg_url.is_none()),
+        );
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
