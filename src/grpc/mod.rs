@@ -1,6 +1,7 @@
 //! The gRPC edge: one file per proto service with thin handlers, the auth layer, and the
 //! conversions between protobuf messages and domain values.
 pub mod admin;
+pub mod admin_pb;
 pub mod auth;
 pub mod checkout;
 pub mod convert;

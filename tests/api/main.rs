@@ -4,6 +4,7 @@
 //! backends ran.
 mod admin;
 mod auth;
+mod catalog;
 mod fixtures;
 mod helpers;
 mod server;
@@ -37,10 +38,10 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         admin::store_round_trip,
         admin::store_validation,
         admin::api_key_round_trip,
-        admin::product_and_versions_round_trip,
-        admin::catalog_validation,
-        admin::concurrent_versions_get_distinct_numbers,
-        admin::coupon_round_trip,
+        catalog::product_and_versions_round_trip,
+        catalog::catalog_validation,
+        catalog::concurrent_versions_get_distinct_numbers,
+        catalog::coupon_round_trip,
         admin::webhook_endpoints,
         admin::cli_provisions_what_the_server_serves,
         server::reflection_v1_and_v1alpha_list_the_services,

@@ -1,0 +1,47 @@
+//! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`.
+//! Admin commands run the AdminService handlers in-process against the database, so they
+//! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
+mod admin;
+mod admin_args;
+
+pub use admin::run_admin;
+pub use admin_args::AdminOp;
+
+use crate::config::{DbConfig, ServeConfig};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "checkout",
+    version,
+    about = "Checkout sessions over gRPC",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `checkout` serves with these settings.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve(ServeConfig),
+    /// Apply pending migrations and exit.
+    Migrate(DbConfig),
+    /// Provision stores, keys, catalog and webhooks (AdminService, run in-process).
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Allow loopback/private/link-local webhook targets (local testing only).
+    #[arg(long, env = "CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private_targets: bool,
+    #[command(subcommand)]
+    pub op: AdminOp,
+}
