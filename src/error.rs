@@ -63,10 +63,24 @@ impl From<Invalid> for AppError {
     }
 }
 
+impl From<crate::domain::Rejection> for AppError {
+    fn from(r: crate::domain::Rejection) -> Self {
+        use crate::domain::Rejection;
+        match r {
+            Rejection::Invalid(i) => AppError::Invalid(i),
+            Rejection::NotFound(m) => AppError::NotFound(m),
+            Rejection::Forbidden(m) => AppError::PermissionDenied(m),
+            Rejection::Precondition(m) => AppError::failed_precondition(m),
+        }
+    }
+}
+
 impl From<DieselError> for AppError {
     fn from(e: DieselError) -> Self {
         let retryable = match &e {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+            // diesel-async's name for a connection that broke mid-request.
+            DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
             // SQLite: another writer held the lock past busy_timeout.
             DieselError::DatabaseError(_, info) => info.message().contains("database is locked"),

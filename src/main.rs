@@ -68,6 +68,7 @@ fn print_banner(app: &Application) {
         .generated_platform_token()
         .unwrap_or("$CHECKOUT_PLATFORM_TOKEN");
     let (_, first_product) = &seed.products[0];
+    let (_, free_product) = &seed.products[1];
     println!("\nTry it:");
     println!("  grpcurl -plaintext {target} list");
     println!("  grpcurl -plaintext {target} grpc.health.v1.Health/Check");
@@ -77,5 +78,14 @@ fn print_banner(app: &Application) {
     );
     println!(
         "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"product_id\":\"{first_product}\"}}' {target} checkout.v1.AdminService/GetProduct"
+    );
+    let key = &seed.api_key;
+    let origin = &seed.origin;
+    println!(
+        "  grpcurl -plaintext -H 'authorization: Bearer {key}' -H 'x-context-environment: test' -H 'idempotency-key: demo-1' \\\n    -d '{{\"lines\":[{{\"product_id\":\"{first_product}\",\"quantity\":2}}],\"currency\":\"USD\",\"buyer_email\":\"Buyer@Example.com\",\"success_url\":\"{origin}/thanks?session={{CHECKOUT_SESSION_ID}}\"}}' \\\n    {target} checkout.v1.CheckoutService/CreateSession"
+    );
+    println!(
+        "  grpcurl -plaintext -H 'x-store-slug: {}' -H 'x-context-environment: test' \\\n    -d '{{\"lines\":[{{\"product_id\":\"{free_product}\",\"quantity\":1}}],\"currency\":\"USD\"}}' {target} checkout.v1.CheckoutService/CreateSession",
+        seed.slug
     );
 }

@@ -54,6 +54,7 @@ pub mod api_keys;
 pub mod catalog;
 pub mod connect;
 pub mod schema;
+pub mod session_create;
 pub mod sessions;
 pub mod stores;
 pub mod webhooks;

@@ -139,7 +139,7 @@ diesel::table! {
         coupon_code -> Nullable<Text>,
         store_name -> Text,
         with_trial -> Bool,
-        client_token_hash -> Text,
+        client_token -> Text,
         order_id -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,

@@ -34,7 +34,7 @@ pub struct SessionRow {
     pub coupon_code: Option<String>,
     pub store_name: String,
     pub with_trial: bool,
-    pub client_token_hash: String,
+    pub client_token: String,
     pub order_id: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,

@@ -1,13 +1,19 @@
 //! Business rules and types. Nothing here knows about gRPC or SQL: values are parsed once
 //! at the edge into these types ("parse, don't validate") and are valid from then on.
 pub mod catalog;
+pub mod checkout;
+pub mod email;
 pub mod environment;
 pub mod ids;
 pub mod invalid;
+pub mod lock;
 pub mod money;
+pub mod pricing;
+pub mod rejection;
 pub mod store;
 pub mod time;
 pub mod webhook;
 
 pub use environment::Environment;
 pub use invalid::Invalid;
+pub use rejection::Rejection;

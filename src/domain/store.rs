@@ -40,12 +40,13 @@ pub fn store_name(raw: &str) -> Result<String, Invalid> {
 #[serde(transparent)]
 pub struct Origin(String);
 
-/// Hosts for which plain http is tolerated: a developer's own machine.
+/// Hosts for which plain http is tolerated (SPEC: localhost / 127.0.0.1): a developer's
+/// own machine, named exactly.
 pub fn is_local_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Ipv4(ip) => *ip == std::net::Ipv4Addr::LOCALHOST,
+        url::Host::Ipv6(_) => false,
     }
 }
 
@@ -165,6 +166,46 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
     a.ct_eq(&b).into()
+}
+
+/// A success or cancel URL: https (http only for localhost in `test`), on an allow-listed
+/// origin. Returns the URL as given (trimmed), so `{CHECKOUT_SESSION_ID}` and `{ORDER_ID}`
+/// placeholders survive; `label` is the SPEC's field name (`successUrl`, `cancelUrl`).
+pub fn return_url(
+    label: &str,
+    field: &str,
+    raw: &str,
+    allowed: &[Origin],
+    env: Environment,
+) -> Result<String, Invalid> {
+    let bad = |why: String| Invalid::field(field, format!("{label}: {why}"));
+    let raw = raw.trim();
+    // Characters that parsers disagree on have no place in a redirect target.
+    if raw.len() > 2048
+        || raw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(bad("not a valid URL".into()));
+    }
+    let url = url::Url::parse(raw).map_err(|_| bad("not a valid URL".into()))?;
+    let http_ok = env == Environment::Test && url.host().is_some_and(|h| is_local_host(&h));
+    if url.scheme() != "https" && !(url.scheme() == "http" && http_ok) {
+        return Err(bad("URL scheme must be https".into()));
+    }
+    if url.host().is_none() {
+        return Err(bad("not a valid URL".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are not allowed".into()));
+    }
+    let origin = url.origin().ascii_serialization();
+    if !allowed.iter().any(|o| o.as_str() == origin) {
+        return Err(bad(format!(
+            "URL origin ({origin}) is not in the allow-list"
+        )));
+    }
+    Ok(raw.to_owned())
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::{
             product_description, product_name, CouponInput, NewCoupon, NewProduct,
             NewProductVersion, ProductPatch,
         },
-        ids::{ApiKeyId, ProductId, ProductVersionId, StoreId, WebhookEndpointId},
+        checkout::product_short_id,
+        ids::{ApiKeyId, ProductVersionId, StoreId, WebhookEndpointId},
         store::{origins, store_name, ApiKeySecret, NewStore, Slug, StorePatch},
         time::Timestamp,
         webhook::{generate_secret, WebhookUrl},
@@ -37,17 +38,6 @@ fn store_not_found() -> AppError {
 
 fn store_id(raw: &str) -> Result<StoreId, Invalid> {
     id("store_id", raw, StoreId::parse)
-}
-
-/// The SPEC's message for a product id that is not a `PROD_…` short id.
-pub fn product_id(raw: &str) -> Result<ProductId, Invalid> {
-    ProductId::parse(raw.trim()).ok_or_else(|| {
-        let shown: String = raw.chars().take(100).collect();
-        Invalid::field(
-            "product_id",
-            format!("Expected format: PROD_xxx, got \"{shown}\""),
-        )
-    })
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -146,7 +136,7 @@ impl AdminService for Admin {
 
     async fn get_product(&self, req: Request<pb::GetProductRequest>) -> Reply<pb::Product> {
         platform(&req)?;
-        let id = product_id(&req.get_ref().product_id)?;
+        let id = product_short_id(&req.get_ref().product_id)?;
         let product = catalog::get_product(&self.db, id)
             .await?
             .ok_or_else(product_not_found)?;
@@ -157,7 +147,7 @@ impl AdminService for Admin {
         platform(&req)?;
         let r = req.into_inner();
         let product = required("product", &r.product)?;
-        let id = product_id(&product.id).map_err(|e| e.within("product"))?;
+        let id = product_short_id(&product.id).map_err(|e| e.within("product"))?;
         let allowed = ["name", "description", "requires_server_selection", "active"];
         let mut patch = ProductPatch::default();
         for path in mask_paths(&r.update_mask, &allowed)? {
@@ -184,7 +174,7 @@ impl AdminService for Admin {
     ) -> Reply<pb::ProductVersion> {
         platform(&req)?;
         let r = req.into_inner();
-        let product = product_id(&r.product_id)?;
+        let product = product_short_id(&r.product_id)?;
         let prices: Vec<(String, i64)> = r
             .prices
             .into_iter()

@@ -1,13 +1,19 @@
-//! CheckoutService. GetSession is served here; CreateSession, WatchSession, ListSessions and
-//! ExpireSession land with issues 3 and 4 (until then the generated defaults answer
+//! CheckoutService. CreateSession and GetSession are served here; WatchSession, ListSessions
+//! and ExpireSession land with issue 4 (until then the generated defaults answer
 //! UNIMPLEMENTED, after authentication).
 use super::{
-    auth::{merchant, Credential},
+    auth::{merchant, Credential, Merchant},
     convert,
+    session_input::session_input,
 };
 use crate::{
-    db::{self, sessions::StoredSession, Db},
-    domain::{ids::SessionId, time::Timestamp, Invalid},
+    db::{
+        self,
+        session_create::{CreatePlan, Created},
+        sessions::StoredSession,
+        Db,
+    },
+    domain::{checkout::SessionRequest, ids::SessionId, time::Timestamp, Invalid},
     error::{AppError, AppResult},
     pb::{self, checkout_service_server::CheckoutService},
 };
@@ -180,8 +186,139 @@ impl Checkout {
     }
 }
 
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The `idempotency-key` metadata: 1 to 255 printable ASCII characters, if present.
+fn idempotency_key<T>(req: &Request<T>) -> AppResult<Option<String>> {
+    let Some(value) = req.metadata().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Invalid::field(
+            IDEMPOTENCY_HEADER,
+            "idempotency-key must be 1 to 255 printable ASCII characters",
+        )
+        .into());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The SPEC's status word in `Idempotency-Key already used by Completed session cs_…`.
+fn status_word(status: pb::SessionStatus) -> &'static str {
+    match status {
+        pb::SessionStatus::Completed => "Completed",
+        pb::SessionStatus::Cancelled => "Cancelled",
+        pb::SessionStatus::Expired => "Expired",
+        pb::SessionStatus::Open | pb::SessionStatus::Unspecified => "Open",
+    }
+}
+
+impl Checkout {
+    /// The reply for a stored session: a retry with the same key gets exactly this again.
+    fn create_reply(
+        &self,
+        stored: StoredSession,
+        caller: &Merchant,
+        now: Timestamp,
+    ) -> AppResult<pb::CreateSessionResponse> {
+        let free = stored.session.amount_total == 0;
+        let client_token = if free {
+            String::new()
+        } else {
+            stored.session.client_token.clone()
+        };
+        let session = self.session_to_pb(stored, &caller.credential, now)?;
+        Ok(pb::CreateSessionResponse {
+            outcome: if free {
+                pb::Outcome::FreeOrder
+            } else {
+                pb::Outcome::PaymentRequired
+            } as i32,
+            checkout_url: session.checkout_url.clone(),
+            client_token,
+            session: Some(session),
+        })
+    }
+
+    /// A second request with a claimed key: the same session while it is open, otherwise
+    /// FAILED_PRECONDITION naming it; other parameters are INVALID_ARGUMENT.
+    async fn replay(
+        &self,
+        caller: &Merchant,
+        session_id: String,
+        same_request: bool,
+        now: Timestamp,
+    ) -> AppResult<pb::CreateSessionResponse> {
+        if !same_request {
+            return Err(Invalid::field(
+                IDEMPOTENCY_HEADER,
+                "Idempotency-Key was already used with different request parameters",
+            )
+            .into());
+        }
+        let id = SessionId::from_trusted(session_id);
+        let stored = db::sessions::get(&self.db, &id, &caller.store_id, caller.environment)
+            .await?
+            .ok_or_else(|| AppError::internal("idempotency key without its session"))?;
+        let status = status_to_pb(&stored.session.status, stored.session.expires_at, now)?;
+        if status == pb::SessionStatus::Open {
+            return self.create_reply(stored, caller, now);
+        }
+        Err(AppError::FailedPrecondition {
+            message: format!(
+                "Idempotency-Key already used by {} session {id}",
+                status_word(status)
+            ),
+            info: Some((
+                "IDEMPOTENCY_KEY_ALREADY_USED".into(),
+                vec![
+                    ("session_id".into(), id.to_string()),
+                    ("status".into(), status.as_str_name().into()),
+                ],
+            )),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl CheckoutService for Checkout {
+    async fn create_session(
+        &self,
+        req: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let caller = merchant(&req)?.clone();
+        let key = idempotency_key(&req)?;
+        let request = SessionRequest::parse(session_input(req.into_inner(), &caller.credential)?)?;
+        let fingerprint = request.fingerprint();
+        let now = Timestamp::now();
+        // A store slug is public: its callers get a keyspace of their own, so a browser can
+        // never claim (or replay) a key the merchant's backend uses.
+        let key = key.map(|k| match caller.credential {
+            Credential::ApiKey(_) => format!("key:{k}"),
+            Credential::StoreSlug => format!("slug:{k}"),
+        });
+        let plan = CreatePlan {
+            request: &request,
+            store_id: &caller.store_id,
+            environment: caller.environment,
+            idempotency_key: key.as_deref(),
+            fingerprint: &fingerprint,
+            now,
+        };
+        let reply = match db::session_create::create(&self.db, &plan).await? {
+            Created::New(stored) => self.create_reply(*stored, &caller, now)?,
+            Created::Replay {
+                session_id,
+                fingerprint: earlier,
+            } => {
+                self.replay(&caller, session_id, earlier == fingerprint, now)
+                    .await?
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
     async fn get_session(
         &self,
         req: Request<pb::GetSessionRequest>,

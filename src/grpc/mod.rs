@@ -6,3 +6,4 @@ pub mod auth;
 pub mod checkout;
 pub mod convert;
 pub mod hosted;
+pub mod session_input;

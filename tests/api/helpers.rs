@@ -201,6 +201,37 @@ impl TestApp {
         )
     }
 
+    /// Runs one SQL statement on the test database: for setting up states that only time
+    /// would produce (a session past its expiry), never for checking results.
+    pub async fn sql(&self, statement: &str) {
+        match self.db.backend {
+            Backend::Sqlite => {
+                let path = self.db.url.strip_prefix("sqlite://").unwrap();
+                let mut conn = checkout::db::SqliteConn::establish(path).await.unwrap();
+                diesel::sql_query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = AsyncPgConnection::establish(&self.db.url).await.unwrap();
+                diesel::sql_query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Moves a session's expiry into the past, as if its TTL had run out.
+    pub async fn backdate_expiry(&self, session_id: &str) {
+        let past = checkout::domain::time::Timestamp::now().0 - 1_000_000;
+        self.sql(&format!(
+            "UPDATE sessions SET expires_at = {past} WHERE id = '{session_id}'"
+        ))
+        .await;
+    }
+
     /// Stops the server as SIGTERM would and waits for it; panics if it takes over `limit`.
     pub async fn stop(mut self, limit: Duration) {
         let _ = self.shutdown.take().unwrap().send(());

@@ -5,9 +5,13 @@
 mod admin;
 mod auth;
 mod catalog;
+mod create_errors;
+mod create_rules;
 mod fixtures;
 mod helpers;
+mod idempotency;
 mod server;
+mod session_views;
 mod storage;
 
 use checkout::db::Backend;
@@ -51,6 +55,35 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         storage::no_plaintext_api_key_in_storage,
         storage::demo_seed_runs_once_and_works,
         storage::restart_keeps_data,
+        create_errors::missing_required_fields,
+        create_errors::invalid_currency_format,
+        create_errors::invalid_product_id_format,
+        create_errors::order_merchant_external_id_rules,
+        create_errors::invalid_billing_detail,
+        create_errors::api_checkout_not_enabled,
+        create_errors::return_url_rules,
+        create_errors::product_not_found,
+        create_errors::product_of_another_store,
+        create_errors::product_not_active_for_environment,
+        create_errors::product_inactive,
+        create_errors::server_selection_required,
+        create_errors::currency_not_supported,
+        create_errors::coupon_refusals,
+        create_errors::refusals_write_nothing,
+        create_rules::locks_catalog_values,
+        create_rules::minor_units_per_currency,
+        create_rules::amounts_never_overflow,
+        create_rules::ttl_and_auto_redirect,
+        create_rules::limits_on_lines_and_maps,
+        create_rules::inline_products_and_subscriptions,
+        session_views::store_slug_rights,
+        session_views::free_orders,
+        session_views::get_session_views,
+        idempotency::same_key_same_session,
+        idempotency::finished_session_refuses_its_key,
+        idempotency::concurrent_same_key_creates_one_session,
+        idempotency::coupon_race_never_over_redeems,
+        idempotency::tenancy_and_environment_isolation,
     ];
     all.extend(storage::postgres_only());
     all

@@ -112,7 +112,8 @@ CREATE TABLE sessions (
     coupon_code TEXT,
     store_name TEXT NOT NULL,
     with_trial BOOLEAN NOT NULL,
-    client_token_hash TEXT NOT NULL,
+    -- bearer for the hosted page only; kept so an idempotent retry gets the same reply
+    client_token TEXT NOT NULL,
     order_id TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
@@ -158,12 +159,15 @@ CREATE TABLE orders (
     created_at BIGINT NOT NULL
 );
 
+-- Claimed first in CreateSession's transaction: a concurrent request with the same key
+-- waits on this row (Postgres) or the writer lock (SQLite) and then replays the session.
 CREATE TABLE idempotency_keys (
     store_id TEXT NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
     environment TEXT NOT NULL,
     key TEXT NOT NULL,
     request_hash TEXT NOT NULL,
-    session_id TEXT NOT NULL REFERENCES sessions (id),
+    -- claimed before the session row exists, in the same transaction
+    session_id TEXT NOT NULL REFERENCES sessions (id) DEFERRABLE INITIALLY DEFERRED,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (store_id, environment, key)
 );

@@ -1,0 +1,345 @@
+//! A CreateSession request: every rule that needs no database, checked before any write,
+//! and the locking of lines against the catalog as it is at creation.
+use super::{
+    catalog::BillingPeriod,
+    email::{BillingDetail, BillingInput, Email},
+    ids::ProductId,
+    invalid::{optional_text, Violation},
+    money::{Currency, MinorUnit},
+    Invalid,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub const DEFAULT_TTL_SECONDS: i64 = 2700;
+const TTL_SECONDS: std::ops::RangeInclusive<i64> = 300..=86_400;
+const MAX_LINES: usize = 100;
+
+pub type StringMap = BTreeMap<String, String>;
+
+/// What a line of the request says, before any of it is trusted.
+#[derive(Debug, Default)]
+pub struct LineInput {
+    pub product_id: String,
+    pub inline: Option<InlineInput>,
+    pub quantity: i32,
+    pub subscription: bool,
+    pub server_id: String,
+    pub gift_to: Option<(String, String)>,
+    pub custom_variables: StringMap,
+    pub metadata: StringMap,
+    pub price_snapshot: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct InlineInput {
+    pub name: String,
+    pub description: String,
+    pub unit_amount: i64,
+    /// `None`: one-time.
+    pub billing_period: Option<BillingPeriod>,
+    pub trial_days: i32,
+}
+
+/// What the request says, after the auth layer's rights were applied (a store slug's
+/// ignored fields are already blank here).
+#[derive(Debug, Default)]
+pub struct SessionInput {
+    pub lines: Vec<LineInput>,
+    pub currency: String,
+    pub customer_id: String,
+    pub buyer_email: String,
+    pub billing_detail: Option<BillingInput>,
+    pub coupon_code: String,
+    pub affiliate_code: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub auto_redirect: bool,
+    pub metadata: StringMap,
+    pub order_merchant_external_id: Option<String>,
+    pub expires_in_seconds: Option<i64>,
+    pub with_trial: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum LineSource {
+    Catalog(i64),
+    Inline {
+        name: String,
+        description: String,
+        unit_amount: MinorUnit,
+        billing_period: BillingPeriod,
+        trial_days: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineRequest {
+    pub source: LineSource,
+    pub quantity: i32,
+    pub subscription: bool,
+    pub server_id: Option<String>,
+    pub gift_to: Option<(String, String)>,
+    pub custom_variables: StringMap,
+    pub metadata: StringMap,
+    pub price_snapshot: Option<MinorUnit>,
+}
+
+/// A request that passed every rule that needs no database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionRequest {
+    pub lines: Vec<LineRequest>,
+    /// Three uppercase letters (whether the catalog sells in it is checked per product).
+    pub currency: String,
+    pub customer_id: Option<String>,
+    pub buyer_email: Option<Email>,
+    pub billing_detail: Option<BillingDetail>,
+    pub coupon_code: Option<String>,
+    pub affiliate_code: Option<String>,
+    /// As given; checked against the store's origins inside the create transaction.
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub auto_redirect: bool,
+    pub metadata: StringMap,
+    pub order_merchant_external_id: Option<String>,
+    pub ttl_seconds: i64,
+    pub with_trial: bool,
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// SPEC limits on metadata-like maps: at most 50 keys, keys ≤ 40, values ≤ 500 characters.
+pub fn check_map(field: &str, map: &StringMap) -> Result<(), Invalid> {
+    let bad = |why: String| Invalid::field(field, format!("{field}: {why}"));
+    if map.len() > 50 {
+        return Err(bad("at most 50 keys".into()));
+    }
+    for (k, v) in map {
+        if k.is_empty() || k.chars().count() > 40 {
+            return Err(bad(format!(
+                "keys must be 1 to 40 characters (\"{}\")",
+                k.chars().take(40).collect::<String>()
+            )));
+        }
+        if v.chars().count() > 500 {
+            return Err(bad(format!(
+                "value of \"{k}\" is longer than 500 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl SessionRequest {
+    pub fn parse(input: SessionInput) -> Result<SessionRequest, Invalid> {
+        check_required(&input)?;
+        let currency = input.currency.clone();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Invalid::field(
+                "currency",
+                Currency::format_error(&currency),
+            ));
+        }
+        if input.lines.len() > MAX_LINES {
+            return Err(Invalid::field("lines", "lines must have at most 100 items"));
+        }
+        let lines = input
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| parse_line(l).map_err(|e| e.within(&format!("lines[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let order_merchant_external_id = match input.order_merchant_external_id {
+            None => None,
+            Some(raw) => {
+                let field = "order_merchant_external_id";
+                let v = raw.trim();
+                if v.is_empty() {
+                    return Err(Invalid::field(
+                        field,
+                        "orderMerchantExternalId must not be empty",
+                    ));
+                }
+                if v.chars().count() > 128 {
+                    return Err(Invalid::field(
+                        field,
+                        "orderMerchantExternalId must be at most 128 characters",
+                    ));
+                }
+                Some(optional_text(field, v, 128)?)
+            }
+        };
+        let billing_detail = input
+            .billing_detail
+            .as_ref()
+            .map(BillingDetail::parse)
+            .transpose()?;
+        let buyer_email = match input.buyer_email.trim() {
+            "" => None,
+            raw => Some(Email::parse(raw).ok_or_else(|| {
+                Invalid::field("buyer_email", "buyerEmail: not a valid email address")
+            })?),
+        };
+        check_map("metadata", &input.metadata)?;
+        let ttl_seconds = match input.expires_in_seconds {
+            None => DEFAULT_TTL_SECONDS,
+            Some(s) if TTL_SECONDS.contains(&s) => s,
+            Some(_) => {
+                return Err(Invalid::field(
+                    "expires_in_seconds",
+                    "expiresInSeconds must be between 300 and 86400",
+                ))
+            }
+        };
+        let success_url = non_empty(input.success_url.trim().to_owned());
+        if input.auto_redirect && success_url.is_none() {
+            return Err(Invalid::field(
+                "auto_redirect",
+                "autoRedirect requires successUrl",
+            ));
+        }
+        Ok(SessionRequest {
+            lines,
+            currency,
+            customer_id: non_empty(optional_text("customer_id", &input.customer_id, 128)?),
+            buyer_email,
+            billing_detail,
+            coupon_code: non_empty(optional_text("coupon_code", &input.coupon_code, 64)?),
+            affiliate_code: non_empty(optional_text("affiliate_code", &input.affiliate_code, 64)?),
+            success_url,
+            cancel_url: non_empty(input.cancel_url.trim().to_owned()),
+            auto_redirect: input.auto_redirect,
+            metadata: input.metadata,
+            order_merchant_external_id,
+            ttl_seconds,
+            with_trial: input.with_trial,
+        })
+    }
+
+    /// Identifies the request for idempotency: the SHA-256 of its canonical (normalized,
+    /// key-sorted) form, so a retry matches however its maps were ordered on the wire.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("serializable");
+        hex::encode(Sha256::digest(canonical))
+    }
+
+    /// The catalog products the request names, each once.
+    pub fn product_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .lines
+            .iter()
+            .filter_map(|l| match l.source {
+                LineSource::Catalog(id) => Some(id),
+                LineSource::Inline { .. } => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// SPEC: `Missing required fields: productId, currency`, naming only what is missing.
+fn check_required(input: &SessionInput) -> Result<(), Invalid> {
+    let mut violations = Vec::new();
+    if input.lines.is_empty() {
+        violations.push(("lines", "productId"));
+    }
+    let missing_product = input
+        .lines
+        .iter()
+        .any(|l| l.product_id.trim().is_empty() && l.inline.is_none());
+    if missing_product {
+        violations.push(("lines.product_id", "productId"));
+    }
+    if input.currency.trim().is_empty() {
+        violations.push(("currency", "currency"));
+    }
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = violations.iter().map(|(_, n)| *n).collect();
+    names.dedup();
+    Err(Invalid {
+        message: format!("Missing required fields: {}", names.join(", ")),
+        violations: violations
+            .into_iter()
+            .map(|(field, name)| Violation {
+                field: field.into(),
+                description: format!("{name} is required"),
+            })
+            .collect(),
+    })
+}
+
+fn parse_line(l: LineInput) -> Result<LineRequest, Invalid> {
+    let source = match (l.product_id.trim(), l.inline) {
+        (id, None) => LineSource::Catalog(product_short_id(id)?.get()),
+        ("", Some(p)) => {
+            let billing_period = p.billing_period.unwrap_or(BillingPeriod::OneTime);
+            if !(0..=365).contains(&p.trial_days)
+                || (p.trial_days > 0 && billing_period == BillingPeriod::OneTime)
+            {
+                return Err(Invalid::field(
+                    "inline_product.trial_days",
+                    "trial_days must be 0 to 365, and 0 for one-time products",
+                ));
+            }
+            LineSource::Inline {
+                name: super::invalid::required_text("name", &p.name, 200)
+                    .map_err(|e| e.within("inline_product"))?,
+                description: optional_text("description", &p.description, 2000)
+                    .map_err(|e| e.within("inline_product"))?,
+                unit_amount: MinorUnit::new("unit_amount", p.unit_amount)
+                    .map_err(|e| e.within("inline_product"))?,
+                billing_period,
+                trial_days: p.trial_days,
+            }
+        }
+        (_, Some(_)) => {
+            return Err(Invalid::field(
+                "product_id",
+                "set product_id or inline_product, not both",
+            ));
+        }
+    };
+    if !(1..=999).contains(&l.quantity) {
+        return Err(Invalid::field("quantity", "quantity must be 1 to 999"));
+    }
+    let gift_to = match l.gift_to {
+        None => None,
+        Some((platform, id)) => {
+            let platform = super::invalid::required_text("gift_to.platform", &platform, 32)?;
+            let id = super::invalid::required_text("gift_to.id", &id, 128)?;
+            Some((platform, id))
+        }
+    };
+    check_map("custom_variables", &l.custom_variables)?;
+    check_map("metadata", &l.metadata)?;
+    Ok(LineRequest {
+        source,
+        quantity: l.quantity,
+        subscription: l.subscription,
+        server_id: non_empty(optional_text("server_id", &l.server_id, 128)?),
+        gift_to,
+        custom_variables: l.custom_variables,
+        metadata: l.metadata,
+        price_snapshot: l
+            .price_snapshot
+            .map(|p| MinorUnit::new("price_snapshot", p))
+            .transpose()?,
+    })
+}
+
+/// SPEC: INVALID_ARGUMENT `Expected format: PROD_xxx, got "..."`.
+pub fn product_short_id(raw: &str) -> Result<ProductId, Invalid> {
+    ProductId::parse(raw.trim()).ok_or_else(|| {
+        let shown: String = raw.chars().take(100).collect();
+        Invalid::field(
+            "product_id",
+            format!("Expected format: PROD_xxx, got \"{shown}\""),
+        )
+    })
+}
