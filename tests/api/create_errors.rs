@@ -1,19 +1,11 @@
 //! One test per row of the SPEC section 4 error table: exact code, exact message, and
 //! `google.rpc.BadRequest` details on every INVALID_ARGUMENT.
 use crate::{
-    fixtures::{catalog, coupon, line, order, product, release, shop, Catalog},
+    fixtures::{catalog, coupon, create, created, line, order, product, release, shop, Reply},
     helpers::{assert_status, bad_request_fields, keyed, Ctx, TestApp},
 };
 use checkout::pb::{self, create_coupon_request::Discount, CreateSessionRequest as Req};
-use tonic::{Code, Response, Status};
-
-type Reply = Result<Response<pb::CreateSessionResponse>, Status>;
-
-async fn create(app: &TestApp, c: &Catalog, req: Req) -> Reply {
-    app.checkout()
-        .create_session(keyed(req, &c.shop.test_key, "test"))
-        .await
-}
+use tonic::Code;
 
 /// INVALID_ARGUMENT with this exact message and at least one field violation.
 #[track_caller]
@@ -157,12 +149,7 @@ pub async fn invalid_billing_detail(ctx: Ctx) {
         email: " Pay@Example.COM ".into(),
         ..Default::default()
     };
-    let s = create(&app, &c, with(ok))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, with(ok)).await;
     let b = s.billing_detail.unwrap();
     assert_eq!(
         (b.country.as_str(), b.email.as_str()),
@@ -312,12 +299,7 @@ pub async fn server_selection_required(ctx: Ctx) {
     );
     let mut vip = line(&c.vip, 1);
     vip.server_id = "srv-42".into();
-    let s = create(&app, &c, order(vec![vip], "USD"))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, order(vec![vip], "USD")).await;
     assert_eq!(s.lines[0].server_id, "srv-42");
 }
 
@@ -392,16 +374,7 @@ pub async fn coupon_refusals(ctx: Ctx) {
         coupon_code: "BIG".into(),
         ..order(vec![line(&c.widget, 3)], "USD")
     };
-    assert_eq!(
-        create(&app, &c, two)
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap()
-            .amount_discount,
-        600
-    );
+    assert_eq!(created(&app, &c, two).await.amount_discount, 600);
     create(&app, &c, with("once"))
         .await
         .expect("first use of ONCE (codes are case-insensitive)");

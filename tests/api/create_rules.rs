@@ -1,38 +1,12 @@
 //! CreateSession semantics: locking, money, TTL, limits, inline products, slug rights,
 //! free orders, and the GetSession views.
 use crate::{
-    fixtures::{catalog, coupon, line, order, release, Catalog},
-    helpers::{assert_status, keyed, Ctx, TestApp},
+    fixtures::{catalog, coupon, create, created, get_session, line, order, release, seconds},
+    helpers::{assert_status, Ctx, TestApp},
 };
 use checkout::pb::{self, create_coupon_request::Discount, CreateSessionRequest as Req};
 use std::collections::HashMap;
-use tonic::{Code, Response, Status};
-
-type Reply = Result<Response<pb::CreateSessionResponse>, Status>;
-
-async fn create(app: &TestApp, c: &Catalog, req: Req) -> Reply {
-    app.checkout()
-        .create_session(keyed(req, &c.shop.test_key, "test"))
-        .await
-}
-
-async fn get(app: &TestApp, key: &str, env: &str, id: &str) -> Result<pb::Session, Status> {
-    let req = keyed(
-        pb::GetSessionRequest {
-            session_id: id.into(),
-        },
-        key,
-        env,
-    );
-    app.checkout()
-        .get_session(req)
-        .await
-        .map(Response::into_inner)
-}
-
-fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
-    t.as_ref().expect("timestamp").seconds
-}
+use tonic::Code;
 
 pub async fn locks_catalog_values(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
@@ -108,15 +82,12 @@ pub async fn locks_catalog_values(ctx: Ctx) {
         update_mask: Some(rename("name")),
     };
     app.admin().update_store(app.platform(st)).await.unwrap();
-    let again = get(&app, &c.shop.test_key, "test", &s.id).await.unwrap();
+    let again = get_session(&app, &c.shop.test_key, "test", &s.id)
+        .await
+        .unwrap();
     assert_eq!(again, s, "GetSession shows the values locked at creation");
     // A new session gets the new version.
-    let n = create(&app, &c, order(vec![line(&c.widget, 1)], "USD"))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let n = created(&app, &c, order(vec![line(&c.widget, 1)], "USD")).await;
     assert_ne!(n.lines[0].product_version_id, v1);
     assert_eq!(
         (
@@ -133,12 +104,7 @@ pub async fn minor_units_per_currency(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
     for (currency, qty, total) in [("JPY", 3, 900), ("KWD", 2, 2500), ("EUR", 1, 1799)] {
-        let s = create(&app, &c, order(vec![line(&c.widget, qty)], currency))
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap();
+        let s = created(&app, &c, order(vec![line(&c.widget, qty)], currency)).await;
         assert_eq!((s.currency.as_str(), s.amount_total), (currency, total));
     }
     // Percent discounts round half up in minor units: 10 % of 1995 is 199.5 → 200.
@@ -270,12 +236,7 @@ pub async fn ttl_and_auto_redirect(ctx: Ctx) {
         );
     }
     for ok in [300, 86_400] {
-        let s = create(&app, &c, ttl(Some(ok)))
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap();
+        let s = created(&app, &c, ttl(Some(ok))).await;
         assert_eq!(seconds(&s.expires_at) - seconds(&s.created_at), ok);
     }
     let redirect = Req {
@@ -291,15 +252,7 @@ pub async fn ttl_and_auto_redirect(ctx: Ctx) {
         success_url: "https://shop.example.com/done".into(),
         ..redirect
     };
-    assert!(
-        create(&app, &c, with_url)
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap()
-            .auto_redirect
-    );
+    assert!(created(&app, &c, with_url).await.auto_redirect);
 }
 
 pub async fn limits_on_lines_and_maps(ctx: Ctx) {
@@ -312,17 +265,7 @@ pub async fn limits_on_lines_and_maps(ctx: Ctx) {
         "lines must have at most 100 items",
     );
     let hundred = order((0..100).map(|_| line(&c.widget, 1)).collect(), "USD");
-    assert_eq!(
-        create(&app, &c, hundred)
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap()
-            .lines
-            .len(),
-        100
-    );
+    assert_eq!(created(&app, &c, hundred).await.lines.len(), 100);
     for qty in [0, 1000, -1] {
         assert_status(
             create(&app, &c, order(vec![line(&c.widget, qty)], "USD")).await,
@@ -367,12 +310,7 @@ pub async fn limits_on_lines_and_maps(ctx: Ctx) {
     );
     let mut at_limit = keys(49);
     at_limit.insert("k".repeat(40), "v".repeat(500));
-    let s = create(&app, &c, meta(at_limit.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, meta(at_limit.clone())).await;
     assert_eq!(s.metadata, at_limit);
 }
 
@@ -427,12 +365,7 @@ pub async fn inline_products_and_subscriptions(ctx: Ctx) {
     assert_eq!(l.custom_variables["player"], "alice");
     let mut monthly = line(&c.monthly, 1);
     monthly.subscription = true;
-    let s = create(&app, &c, order(vec![monthly], "USD"))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, order(vec![monthly], "USD")).await;
     assert_eq!(
         (s.lines[0].trial_days, s.lines[0].billing_period),
         (7, pb::BillingPeriod::Month as i32)

@@ -239,3 +239,44 @@ pub async fn coupon(app: &TestApp, store_id: &str, req: pb::CreateCouponRequest)
         .expect("coupon")
         .into_inner()
 }
+
+pub type Reply = Result<tonic::Response<pb::CreateSessionResponse>, tonic::Status>;
+
+/// CreateSession with the catalog store's test key.
+pub async fn create(app: &TestApp, c: &Catalog, req: pb::CreateSessionRequest) -> Reply {
+    let req = crate::helpers::keyed(req, &c.shop.test_key, "test");
+    app.checkout().create_session(req).await
+}
+
+/// CreateSession that must succeed; its session.
+pub async fn created(app: &TestApp, c: &Catalog, req: pb::CreateSessionRequest) -> pb::Session {
+    create(app, c, req)
+        .await
+        .expect("create session")
+        .into_inner()
+        .session
+        .expect("session")
+}
+
+pub async fn get_session(
+    app: &TestApp,
+    key: &str,
+    env: &str,
+    id: &str,
+) -> Result<pb::Session, tonic::Status> {
+    let req = crate::helpers::keyed(
+        pb::GetSessionRequest {
+            session_id: id.into(),
+        },
+        key,
+        env,
+    );
+    app.checkout()
+        .get_session(req)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+pub fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
+    t.as_ref().expect("timestamp").seconds
+}

@@ -1,38 +1,12 @@
 //! What callers see: the store slug's rights and reduced view, free orders, and the
 //! GetSession view rules (placeholders, EXPIRED past expiry).
 use crate::{
-    fixtures::{catalog, coupon, line, order, Catalog},
-    helpers::{assert_status, keyed, slugged, Ctx, TestApp},
+    fixtures::{catalog, coupon, create, created, get_session, line, order, seconds},
+    helpers::{assert_status, slugged, Ctx, TestApp},
 };
 use checkout::pb::{self, create_coupon_request::Discount, CreateSessionRequest as Req};
 use std::collections::HashMap;
-use tonic::{Code, Response, Status};
-
-type Reply = Result<Response<pb::CreateSessionResponse>, Status>;
-
-async fn create(app: &TestApp, c: &Catalog, req: Req) -> Reply {
-    app.checkout()
-        .create_session(keyed(req, &c.shop.test_key, "test"))
-        .await
-}
-
-async fn get(app: &TestApp, key: &str, env: &str, id: &str) -> Result<pb::Session, Status> {
-    let req = keyed(
-        pb::GetSessionRequest {
-            session_id: id.into(),
-        },
-        key,
-        env,
-    );
-    app.checkout()
-        .get_session(req)
-        .await
-        .map(Response::into_inner)
-}
-
-fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
-    t.as_ref().expect("timestamp").seconds
-}
+use tonic::Code;
 
 pub async fn store_slug_rights(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
@@ -57,7 +31,9 @@ pub async fn store_slug_rights(ctx: Ctx) {
     let s = r.session.unwrap();
     assert_eq!((s.amount_total, s.with_trial), (1999, false));
     assert_eq!(seconds(&s.expires_at) - seconds(&s.created_at), 2700);
-    let full = get(&app, &c.shop.test_key, "test", &s.id).await.unwrap();
+    let full = get_session(&app, &c.shop.test_key, "test", &s.id)
+        .await
+        .unwrap();
     assert!(full.metadata.is_empty() && full.order_merchant_external_id.is_empty());
     // Inline products are refused for slugs.
     let inline = pb::LineItem {
@@ -80,12 +56,7 @@ pub async fn store_slug_rights(ctx: Ctx) {
         order_merchant_external_id: Some("ext-2".into()),
         ..order(vec![line(&c.widget, 1)], "USD")
     };
-    let s = create(&app, &c, keyed_req)
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, keyed_req).await;
     let req = slugged(
         pb::GetSessionRequest {
             session_id: s.id.clone(),
@@ -97,7 +68,9 @@ pub async fn store_slug_rights(ctx: Ctx) {
     assert!(reduced.metadata.is_empty() && reduced.order_merchant_external_id.is_empty());
     assert!(reduced.lines.iter().all(|l| l.metadata.is_empty()));
     assert_eq!(reduced.amount_total, s.amount_total);
-    let full = get(&app, &c.shop.test_key, "test", &s.id).await.unwrap();
+    let full = get_session(&app, &c.shop.test_key, "test", &s.id)
+        .await
+        .unwrap();
     assert_eq!(
         (
             full.metadata["secret"].as_str(),
@@ -160,7 +133,7 @@ pub async fn free_orders(ctx: Ctx) {
         (pb::Outcome::FreeOrder as i32, 3998, 3998, 0)
     );
     assert_eq!(
-        get(&app, &c.shop.test_key, "test", &s.id)
+        get_session(&app, &c.shop.test_key, "test", &s.id)
             .await
             .unwrap()
             .order_id,
@@ -177,12 +150,7 @@ pub async fn get_session_views(ctx: Ctx) {
         cancel_url: "https://shop.example.com/cancel/{CHECKOUT_SESSION_ID}".into(),
         ..order(vec![line(&c.widget, 1)], "USD")
     };
-    let s = create(&app, &c, req)
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let s = created(&app, &c, req).await;
     // The session id is known at once; the order id only once there is an order.
     assert_eq!(
         s.success_url,
@@ -194,15 +162,17 @@ pub async fn get_session_views(ctx: Ctx) {
     );
     // Past expires_at the session reads as EXPIRED, before any sweeper ran.
     app.backdate_expiry(&s.id).await;
-    let expired = get(&app, &c.shop.test_key, "test", &s.id).await.unwrap();
+    let expired = get_session(&app, &c.shop.test_key, "test", &s.id)
+        .await
+        .unwrap();
     assert_eq!(expired.status, pb::SessionStatus::Expired as i32);
     assert_eq!(
-        get(&app, &c.shop.test_key, "test", "cs_nonsense")
+        get_session(&app, &c.shop.test_key, "test", "cs_nonsense")
             .await
             .unwrap_err()
             .code(),
         Code::NotFound
     );
-    let r = get(&app, &c.shop.test_key, "test", "").await;
+    let r = get_session(&app, &c.shop.test_key, "test", "").await;
     assert_status(r, Code::InvalidArgument, "session_id is required");
 }
