@@ -14,8 +14,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/checkout/v1/admin.proto",
     ];
     tonic_prost_build::configure()
-        // RPCs a later issue implements answer UNIMPLEMENTED until then (see README).
-        .generate_default_stubs(true)
         .file_descriptor_set_path(out.join("checkout_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

@@ -5,10 +5,12 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod seed;
 pub mod startup;
 pub mod telemetry;
+pub mod workers;
 
 /// Generated protobuf and gRPC code for `checkout.v1`.
 pub mod pb {

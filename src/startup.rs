@@ -5,15 +5,19 @@ use crate::{
     config::ServeConfig,
     db::{connect::backend_of, Backend, Db},
     domain::ids::random_base62,
-    grpc::{admin::Admin, auth::AuthLayer, checkout::Checkout, hosted::Hosted},
+    events::Hub,
+    grpc::{
+        admin::Admin, auth::AuthLayer, checkout::Checkout, hosted::Hosted, session_pb::SessionView,
+    },
     pb::{
         admin_service_server::AdminServiceServer, checkout_service_server::CheckoutServiceServer,
         hosted_checkout_service_server::HostedCheckoutServiceServer,
     },
     seed::{self, DemoSeed},
+    workers::{spawn_pg_listener, spawn_sweeper},
 };
 use anyhow::{bail, Context};
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
@@ -109,9 +113,33 @@ impl Application {
                 .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
+        let hub = Hub::new();
+        let (stop_workers, stopping) = tokio::sync::watch::channel(false);
+        let view = Arc::new(SessionView {
+            hosted_url_template: cfg.hosted_url_template.clone(),
+        });
+        let mut workers = vec![spawn_sweeper(
+            self.db.clone(),
+            hub.clone(),
+            stopping.clone(),
+        )];
+        if self.db.backend() == Backend::Postgres {
+            workers.push(spawn_pg_listener(
+                cfg.db.database_url.clone(),
+                hub.clone(),
+                stopping.clone(),
+            ));
+        }
         let checkout = Checkout {
             db: self.db.clone(),
-            hosted_url_template: cfg.hosted_url_template.clone(),
+            view: view.clone(),
+            hub: hub.clone(),
+            shutdown: stopping,
+        };
+        let hosted = Hosted {
+            db: self.db.clone(),
+            view,
+            hub,
         };
         let admin = Admin {
             db: self.db.clone(),
@@ -129,7 +157,7 @@ impl Application {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(CheckoutServiceServer::new(checkout).max_decoding_message_size(limit))
-            .add_service(HostedCheckoutServiceServer::new(Hosted).max_decoding_message_size(limit))
+            .add_service(HostedCheckoutServiceServer::new(hosted).max_decoding_message_size(limit))
             .add_service(AdminServiceServer::new(admin).max_decoding_message_size(limit));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -144,6 +172,9 @@ impl Application {
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
+            // Watch streams end (UNAVAILABLE, so clients reconnect elsewhere) and workers
+            // stop; the server then finishes once in-flight calls are done.
+            let _ = stop_workers.send(true);
             let _ = stopping_tx.send(());
         };
         tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), "checkout listening");
@@ -155,6 +186,9 @@ impl Application {
             _ = async { if stopping_rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending().await } } => {
                 tracing::warn!(?grace, "grace period over; closing the remaining calls");
             }
+        }
+        for worker in workers {
+            let _ = worker.await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -53,6 +53,7 @@ macro_rules! with_tx {
 pub mod api_keys;
 pub mod catalog;
 pub mod connect;
+pub mod lifecycle;
 pub mod schema;
 pub mod session_create;
 pub mod sessions;

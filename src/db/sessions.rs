@@ -4,11 +4,12 @@ use super::{
     Db,
 };
 use crate::{
-    domain::{ids::SessionId, ids::StoreId, Environment},
+    domain::{ids::SessionId, ids::StoreId, session_state::Status, time::Timestamp, Environment},
     error::AppResult,
 };
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
@@ -69,6 +70,39 @@ pub struct StoredSession {
     pub lines: Vec<LineRow>,
 }
 
+/// The locked lines of these sessions, in line order, in one query.
+macro_rules! lines_of {
+    ($conn:ident, $ids:expr) => {{
+        let rows: Vec<LineRow> = session_lines::table
+            .filter(session_lines::session_id.eq_any($ids))
+            .order((session_lines::session_id, session_lines::position))
+            .select(LineRow::as_select())
+            .load($conn)
+            .await?;
+        let mut by_session: HashMap<String, Vec<LineRow>> = HashMap::new();
+        for row in rows {
+            by_session
+                .entry(row.session_id.clone())
+                .or_default()
+                .push(row);
+        }
+        by_session
+    }};
+}
+
+fn attach(
+    sessions: Vec<SessionRow>,
+    mut lines: HashMap<String, Vec<LineRow>>,
+) -> Vec<StoredSession> {
+    sessions
+        .into_iter()
+        .map(|session| StoredSession {
+            lines: lines.remove(&session.id).unwrap_or_default(),
+            session,
+        })
+        .collect()
+}
+
 /// The session if it belongs to this store and environment. Any other session is
 /// indistinguishable from one that does not exist.
 pub async fn get(
@@ -77,24 +111,121 @@ pub async fn get(
     store: &StoreId,
     env: Environment,
 ) -> AppResult<Option<StoredSession>> {
-    with_conn!(db, |conn| {
-        let Some(session) = sessions::table
+    let found = with_conn!(db, |conn| {
+        let found: Vec<SessionRow> = sessions::table
             .find(id.as_str())
             .filter(sessions::store_id.eq(store.as_str()))
             .filter(sessions::environment.eq(env.as_str()))
             .select(SessionRow::as_select())
-            .first(conn)
-            .await
-            .optional()?
-        else {
-            return Ok(None);
-        };
-        let lines = session_lines::table
-            .filter(session_lines::session_id.eq(id.as_str()))
-            .order(session_lines::position)
-            .select(LineRow::as_select())
             .load(conn)
             .await?;
-        Ok(Some(StoredSession { session, lines }))
-    })
+        let lines = lines_of!(conn, [id.as_str()]);
+        attach(found, lines)
+    });
+    Ok(found.into_iter().next())
+}
+
+/// Any session by id: the platform's view, across stores and environments.
+pub async fn get_any(db: &Db, id: &SessionId) -> AppResult<Option<StoredSession>> {
+    let found = with_conn!(db, |conn| {
+        let found: Vec<SessionRow> = sessions::table
+            .find(id.as_str())
+            .select(SessionRow::as_select())
+            .load(conn)
+            .await?;
+        let lines = lines_of!(conn, [id.as_str()]);
+        attach(found, lines)
+    });
+    Ok(found.into_iter().next())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// As clients see it: OPEN excludes, and EXPIRED includes, open sessions past expiry.
+    pub status: Option<Status>,
+    pub customer_id: Option<String>,
+    /// Inclusive.
+    pub created_after: Option<i64>,
+    /// Exclusive.
+    pub created_before: Option<i64>,
+}
+
+/// A page starts strictly after this session in (created_at, id) descending order. Keyset
+/// pagination: sessions created while a client pages are newer than its cursor, so they
+/// never shift a later page (no duplicates, no gaps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+pub async fn list(
+    db: &Db,
+    store: &StoreId,
+    env: Environment,
+    filter: &ListFilter,
+    after: Option<&ListCursor>,
+    page_size: i64,
+    now: Timestamp,
+) -> AppResult<(Vec<StoredSession>, Option<ListCursor>)> {
+    let (mut page, lines) = with_conn!(db, |conn| {
+        let mut q = sessions::table
+            .filter(sessions::store_id.eq(store.as_str()))
+            .filter(sessions::environment.eq(env.as_str()))
+            .select(SessionRow::as_select())
+            .order((sessions::created_at.desc(), sessions::id.desc()))
+            .limit(page_size + 1)
+            .into_boxed();
+        let open = Status::Open.as_str();
+        q = match filter.status {
+            None => q,
+            Some(Status::Open) => q
+                .filter(sessions::status.eq(open))
+                .filter(sessions::expires_at.gt(now.0)),
+            Some(Status::Expired) => q.filter(
+                sessions::status
+                    .eq(Status::Expired.as_str())
+                    .or(sessions::status
+                        .eq(open)
+                        .and(sessions::expires_at.le(now.0))),
+            ),
+            Some(s) => q.filter(sessions::status.eq(s.as_str())),
+        };
+        if let Some(customer) = &filter.customer_id {
+            q = q.filter(sessions::customer_id.eq(customer));
+        }
+        if let Some(t) = filter.created_after {
+            q = q.filter(sessions::created_at.ge(t));
+        }
+        if let Some(t) = filter.created_before {
+            q = q.filter(sessions::created_at.lt(t));
+        }
+        if let Some(c) = after {
+            q = q.filter(
+                sessions::created_at
+                    .lt(c.created_at)
+                    .or(sessions::created_at
+                        .eq(c.created_at)
+                        .and(sessions::id.lt(c.id.clone()))),
+            );
+        }
+        let page: Vec<SessionRow> = q.load(conn).await?;
+        let ids: Vec<&str> = page
+            .iter()
+            .take(page_size as usize)
+            .map(|s| s.id.as_str())
+            .collect();
+        let lines = lines_of!(conn, ids);
+        (page, lines)
+    });
+    let next = if page.len() as i64 > page_size {
+        page.truncate(page_size as usize);
+        page.last().map(|s| ListCursor {
+            created_at: s.created_at,
+            id: s.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok((attach(page, lines), next))
 }

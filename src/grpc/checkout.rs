@@ -1,189 +1,41 @@
-//! CheckoutService. CreateSession and GetSession are served here; WatchSession, ListSessions
-//! and ExpireSession land with issue 4 (until then the generated defaults answer
-//! UNIMPLEMENTED, after authentication).
+//! CheckoutService: thin handlers over the session rules, the create transaction, the
+//! lifecycle queries and the watch loop.
 use super::{
     auth::{merchant, Credential, Merchant},
     convert,
+    page_token::{filters_digest, PageToken},
     session_input::session_input,
+    session_pb::{
+        effective_status, session_id, session_not_found, status_to_pb, Audience, SessionView,
+    },
+    watch::{watch_stream, WatchStream, Watcher},
 };
 use crate::{
     db::{
-        self,
+        self, lifecycle,
         session_create::{CreatePlan, Created},
-        sessions::StoredSession,
+        sessions::{ListCursor, ListFilter, StoredSession},
         Db,
     },
-    domain::{checkout::SessionRequest, ids::SessionId, time::Timestamp, Invalid},
+    domain::{
+        checkout::SessionRequest,
+        ids::SessionId,
+        session_state::{already_ended, Status},
+        time::Timestamp,
+        Invalid,
+    },
     error::{AppError, AppResult},
+    events::Hub,
     pb::{self, checkout_service_server::CheckoutService},
 };
-use std::collections::HashMap;
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+use tonic::{Request, Response, Status as GrpcStatus};
 
 pub struct Checkout {
     pub db: Db,
-    pub hosted_url_template: String,
-}
-
-pub const SESSION_ID_PLACEHOLDER: &str = "{CHECKOUT_SESSION_ID}";
-pub const ORDER_ID_PLACEHOLDER: &str = "{ORDER_ID}";
-
-fn session_not_found() -> AppError {
-    AppError::NotFound("Session not found".into())
-}
-
-/// A session id from a request. A malformed id is NOT_FOUND, exactly like an unknown one.
-fn session_id(raw: &str) -> AppResult<SessionId> {
-    if raw.trim().is_empty() {
-        return Err(Invalid::field("session_id", "session_id is required").into());
-    }
-    SessionId::parse(raw.trim()).ok_or_else(session_not_found)
-}
-
-fn status_to_pb(stored: &str, expires_at: i64, now: Timestamp) -> AppResult<pb::SessionStatus> {
-    Ok(match stored {
-        // Past its expiry a session is EXPIRED, whether or not the sweeper got to it.
-        "open" if expires_at <= now.0 => pb::SessionStatus::Expired,
-        "open" => pb::SessionStatus::Open,
-        "completed" => pb::SessionStatus::Completed,
-        "cancelled" => pb::SessionStatus::Cancelled,
-        "expired" => pb::SessionStatus::Expired,
-        other => {
-            return Err(AppError::internal(format!(
-                "unknown stored session status {other:?}"
-            )))
-        }
-    })
-}
-
-fn json_map(what: &str, raw: &str) -> AppResult<HashMap<String, String>> {
-    serde_json::from_str(raw).map_err(|e| AppError::internal(format!("stored {what}: {e}")))
-}
-
-/// Fills the placeholders that are known; `{ORDER_ID}` stays until there is an order.
-pub fn fill_url(url: &str, session_id: &str, order_id: Option<&str>) -> String {
-    let url = url.replace(SESSION_ID_PLACEHOLDER, session_id);
-    match order_id {
-        Some(order) => url.replace(ORDER_ID_PLACEHOLDER, order),
-        None => url,
-    }
-}
-
-impl Checkout {
-    pub fn checkout_url(&self, session_id: &str) -> String {
-        self.hosted_url_template
-            .replace(SESSION_ID_PLACEHOLDER, session_id)
-    }
-
-    /// The client's view of a session. Store-slug callers get the reduced view: no
-    /// metadata and no order_merchant_external_id.
-    pub fn session_to_pb(
-        &self,
-        stored: StoredSession,
-        credential: &Credential,
-        now: Timestamp,
-    ) -> AppResult<pb::Session> {
-        let s = stored.session;
-        let full_view = matches!(credential, Credential::ApiKey(_));
-        let status = status_to_pb(&s.status, s.expires_at, now)?;
-        let order_id = s.order_id.as_deref();
-        let lines = stored
-            .lines
-            .into_iter()
-            .map(|l| {
-                Ok(pb::SessionLine {
-                    product_id: l
-                        .product_id
-                        .map(|id| crate::domain::ids::ProductId::from_db(id).short_id())
-                        .unwrap_or_default(),
-                    product_version_id: l.product_version_id.unwrap_or_default(),
-                    product_name: l.product_name,
-                    unit_amount: l.unit_amount,
-                    quantity: l.quantity,
-                    amount_total: l.amount_total,
-                    billing_period: convert::billing_period_to_pb(&l.billing_period)?,
-                    trial_days: l.trial_days,
-                    subscription: l.subscription,
-                    server_id: l.server_id.unwrap_or_default(),
-                    gift_to: l.gift_to_platform.map(|platform| pb::GiftTo {
-                        platform,
-                        id: l.gift_to_id.unwrap_or_default(),
-                    }),
-                    custom_variables: json_map("custom_variables", &l.custom_variables)?,
-                    metadata: if full_view {
-                        json_map("line metadata", &l.metadata)?
-                    } else {
-                        HashMap::new()
-                    },
-                })
-            })
-            .collect::<AppResult<Vec<_>>>()?;
-        let billing_detail = s
-            .billing_detail
-            .as_deref()
-            .map(|raw| {
-                let m = json_map("billing_detail", raw)?;
-                let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-                Ok::<_, AppError>(pb::BillingDetail {
-                    email: get("email"),
-                    name: get("name"),
-                    country: get("country"),
-                    state: get("state"),
-                    postal_code: get("postal_code"),
-                    line1: get("line1"),
-                    city: get("city"),
-                })
-            })
-            .transpose()?;
-        Ok(pb::Session {
-            checkout_url: if s.amount_total > 0 {
-                self.checkout_url(&s.id)
-            } else {
-                String::new()
-            },
-            success_url: s
-                .success_url
-                .as_deref()
-                .map(|u| fill_url(u, &s.id, order_id))
-                .unwrap_or_default(),
-            cancel_url: s
-                .cancel_url
-                .as_deref()
-                .map(|u| fill_url(u, &s.id, order_id))
-                .unwrap_or_default(),
-            environment: convert::stored_environment(&s.environment)?,
-            status: status as i32,
-            lines,
-            metadata: if full_view {
-                json_map("metadata", &s.metadata)?
-            } else {
-                HashMap::new()
-            },
-            order_merchant_external_id: if full_view {
-                s.order_merchant_external_id.unwrap_or_default()
-            } else {
-                String::new()
-            },
-            order_id: s.order_id.clone().unwrap_or_default(),
-            created_at: Some(convert::timestamp(s.created_at)),
-            expires_at: Some(convert::timestamp(s.expires_at)),
-            completed_at: convert::opt_timestamp(s.completed_at),
-            id: s.id,
-            store_id: s.store_id,
-            currency: s.currency,
-            amount_subtotal: s.amount_subtotal,
-            amount_discount: s.amount_discount,
-            amount_total: s.amount_total,
-            customer_id: s.customer_id.unwrap_or_default(),
-            buyer_email: s.buyer_email.unwrap_or_default(),
-            affiliate_code: s.affiliate_code.unwrap_or_default(),
-            coupon_code: s.coupon_code.unwrap_or_default(),
-            store_name: s.store_name,
-            auto_redirect: s.auto_redirect,
-            with_trial: s.with_trial,
-            billing_detail,
-        })
-    }
+    pub view: Arc<SessionView>,
+    pub hub: Arc<Hub>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -195,23 +47,32 @@ fn idempotency_key<T>(req: &Request<T>) -> AppResult<Option<String>> {
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Invalid::field(
-            IDEMPOTENCY_HEADER,
-            "idempotency-key must be 1 to 255 printable ASCII characters",
-        )
-        .into());
+        let message = "idempotency-key must be 1 to 255 printable ASCII characters";
+        return Err(Invalid::field(IDEMPOTENCY_HEADER, message).into());
     }
     Ok(Some(key.to_owned()))
 }
 
-/// The SPEC's status word in `Idempotency-Key already used by Completed session cs_…`.
-fn status_word(status: pb::SessionStatus) -> &'static str {
-    match status {
-        pb::SessionStatus::Completed => "Completed",
-        pb::SessionStatus::Cancelled => "Cancelled",
-        pb::SessionStatus::Expired => "Expired",
-        pb::SessionStatus::Open | pb::SessionStatus::Unspecified => "Open",
-    }
+fn list_filter(r: &pb::ListSessionsRequest) -> AppResult<ListFilter> {
+    let status = match pb::SessionStatus::try_from(r.status) {
+        Ok(pb::SessionStatus::Unspecified) => None,
+        Ok(pb::SessionStatus::Open) => Some(Status::Open),
+        Ok(pb::SessionStatus::Completed) => Some(Status::Completed),
+        Ok(pb::SessionStatus::Cancelled) => Some(Status::Cancelled),
+        Ok(pb::SessionStatus::Expired) => Some(Status::Expired),
+        Err(_) => return Err(Invalid::field("status", "status is not a SessionStatus").into()),
+    };
+    let time = |field: &str, t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| convert::from_timestamp(field, t).map(|t| t.0))
+            .transpose()
+    };
+    Ok(ListFilter {
+        status,
+        customer_id: (!r.customer_id.is_empty()).then(|| r.customer_id.clone()),
+        created_after: time("created_after", &r.created_after)?,
+        created_before: time("created_before", &r.created_before)?,
+    })
 }
 
 impl Checkout {
@@ -228,7 +89,9 @@ impl Checkout {
         } else {
             stored.session.client_token.clone()
         };
-        let session = self.session_to_pb(stored, &caller.credential, now)?;
+        let session = self
+            .view
+            .session(stored, Audience::from(&caller.credential), now)?;
         Ok(pb::CreateSessionResponse {
             outcome: if free {
                 pb::Outcome::FreeOrder
@@ -251,53 +114,57 @@ impl Checkout {
         now: Timestamp,
     ) -> AppResult<pb::CreateSessionResponse> {
         if !same_request {
-            return Err(Invalid::field(
-                IDEMPOTENCY_HEADER,
-                "Idempotency-Key was already used with different request parameters",
-            )
-            .into());
+            let message = "Idempotency-Key was already used with different request parameters";
+            return Err(Invalid::field(IDEMPOTENCY_HEADER, message).into());
         }
         let id = SessionId::from_trusted(session_id);
         let stored = db::sessions::get(&self.db, &id, &caller.store_id, caller.environment)
             .await?
             .ok_or_else(|| AppError::internal("idempotency key without its session"))?;
-        let status = status_to_pb(&stored.session.status, stored.session.expires_at, now)?;
-        if status == pb::SessionStatus::Open {
+        let status = effective_status(&stored.session.status, stored.session.expires_at, now)?;
+        if status == Status::Open {
             return self.create_reply(stored, caller, now);
         }
         Err(AppError::FailedPrecondition {
             message: format!(
                 "Idempotency-Key already used by {} session {id}",
-                status_word(status)
+                status.word()
             ),
             info: Some((
                 "IDEMPOTENCY_KEY_ALREADY_USED".into(),
                 vec![
                     ("session_id".into(), id.to_string()),
-                    ("status".into(), status.as_str_name().into()),
+                    ("status".into(), status_to_pb(status).as_str_name().into()),
                 ],
             )),
         })
     }
+
+    async fn scoped(&self, caller: &Merchant, id: &SessionId) -> AppResult<StoredSession> {
+        db::sessions::get(&self.db, id, &caller.store_id, caller.environment)
+            .await?
+            .ok_or_else(session_not_found)
+    }
 }
+
+type Reply<T> = Result<Response<T>, GrpcStatus>;
 
 #[tonic::async_trait]
 impl CheckoutService for Checkout {
     async fn create_session(
         &self,
         req: Request<pb::CreateSessionRequest>,
-    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+    ) -> Reply<pb::CreateSessionResponse> {
         let caller = merchant(&req)?.clone();
-        let key = idempotency_key(&req)?;
-        let request = SessionRequest::parse(session_input(req.into_inner(), &caller.credential)?)?;
-        let fingerprint = request.fingerprint();
-        let now = Timestamp::now();
         // A store slug is public: its callers get a keyspace of their own, so a browser can
         // never claim (or replay) a key the merchant's backend uses.
-        let key = key.map(|k| match caller.credential {
+        let key = idempotency_key(&req)?.map(|k| match caller.credential {
             Credential::ApiKey(_) => format!("key:{k}"),
             Credential::StoreSlug => format!("slug:{k}"),
         });
+        let request = SessionRequest::parse(session_input(req.into_inner(), &caller.credential)?)?;
+        let fingerprint = request.fingerprint();
+        let now = Timestamp::now();
         let plan = CreatePlan {
             request: &request,
             store_id: &caller.store_id,
@@ -319,18 +186,94 @@ impl CheckoutService for Checkout {
         Ok(Response::new(reply))
     }
 
-    async fn get_session(
-        &self,
-        req: Request<pb::GetSessionRequest>,
-    ) -> Result<Response<pb::Session>, Status> {
+    async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> Reply<pb::Session> {
         let caller = merchant(&req)?;
+        let stored = self
+            .scoped(caller, &session_id(&req.get_ref().session_id)?)
+            .await?;
+        let view =
+            self.view
+                .session(stored, Audience::from(&caller.credential), Timestamp::now())?;
+        Ok(Response::new(view))
+    }
+
+    type WatchSessionStream = WatchStream;
+
+    async fn watch_session(&self, req: Request<pb::WatchSessionRequest>) -> Reply<WatchStream> {
+        let caller = merchant(&req)?.clone();
         let id = session_id(&req.get_ref().session_id)?;
-        let stored = db::sessions::get(&self.db, &id, &caller.store_id, caller.environment)
-            .await?
-            .ok_or_else(session_not_found)?;
-        Ok(Response::new(self.session_to_pb(
+        // Subscribe first, then read: a change between the two is seen by the watcher.
+        let subscription = self.hub.subscribe(id.as_str());
+        let first = self.scoped(&caller, &id).await?;
+        let watcher = Watcher {
+            db: self.db.clone(),
+            view: self.view.clone(),
+            caller,
+            id,
+            subscription,
+            shutdown: self.shutdown.clone(),
+        };
+        Ok(Response::new(watch_stream(watcher, first)))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Reply<pb::ListSessionsResponse> {
+        let caller = merchant(&req)?.clone();
+        let r = req.into_inner();
+        let filter = list_filter(&r)?;
+        let digest = filters_digest(&[
+            &r.status.to_string(),
+            &r.customer_id,
+            &format!("{:?}", filter.created_after),
+            &format!("{:?}", filter.created_before),
+        ]);
+        let size = convert::page_size(r.page_size)?;
+        let after = PageToken::decode(&r.page_token, &digest)?.map(|t| ListCursor {
+            created_at: t.at,
+            id: t.id,
+        });
+        let now = Timestamp::now();
+        let (page, next) = db::sessions::list(
+            &self.db,
+            &caller.store_id,
+            caller.environment,
+            &filter,
+            after.as_ref(),
+            size,
+            now,
+        )
+        .await?;
+        let sessions = page
+            .into_iter()
+            .map(|s| self.view.session(s, Audience::Full, now))
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions,
+            next_page_token: next
+                .map(|c| PageToken::new(c.created_at, c.id, digest).encode())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn expire_session(&self, req: Request<pb::ExpireSessionRequest>) -> Reply<pb::Session> {
+        let caller = merchant(&req)?.clone();
+        let id = session_id(&req.get_ref().session_id)?;
+        let now = Timestamp::now();
+        self.scoped(&caller, &id).await?; // tenancy: another store's session is NOT_FOUND
+        if !lifecycle::end(&self.db, &id, Status::Expired, false, now).await? {
+            // It was not open: it ended before, or in a race just now.
+            let current = self.scoped(&caller, &id).await?;
+            let status =
+                effective_status(&current.session.status, current.session.expires_at, now)?;
+            return Err(AppError::failed_precondition(already_ended(status)).into());
+        }
+        self.hub.notify(id.as_str());
+        let stored = self.scoped(&caller, &id).await?;
+        Ok(Response::new(self.view.session(
             stored,
-            &caller.credential,
+            Audience::Full,
             Timestamp::now(),
         )?))
     }

@@ -1,7 +1,98 @@
-//! HostedCheckoutService. CompleteSession and CancelSession land with issue 4; until then
-//! the generated defaults answer UNIMPLEMENTED (behind the platform-token check).
-use crate::pb::hosted_checkout_service_server::HostedCheckoutService;
+//! HostedCheckoutService: the hosted payment page / payment processor ends sessions.
+use super::{
+    auth::platform,
+    session_pb::{effective_status, session_id, session_not_found, Audience, SessionView},
+};
+use crate::{
+    db::{lifecycle, sessions, Db},
+    domain::{
+        ids::SessionId,
+        invalid::required_text,
+        session_state::{already_ended, Status},
+        time::Timestamp,
+    },
+    error::{AppError, AppResult},
+    events::Hub,
+    pb::{self, hosted_checkout_service_server::HostedCheckoutService},
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status as GrpcStatus};
 
-pub struct Hosted;
+pub struct Hosted {
+    pub db: Db,
+    pub view: Arc<SessionView>,
+    pub hub: Arc<Hub>,
+}
 
-impl HostedCheckoutService for Hosted {}
+impl Hosted {
+    async fn current(&self, id: &SessionId) -> AppResult<sessions::StoredSession> {
+        sessions::get_any(&self.db, id)
+            .await?
+            .ok_or_else(session_not_found)
+    }
+
+    fn reply(&self, stored: sessions::StoredSession) -> Result<Response<pb::Session>, GrpcStatus> {
+        Ok(Response::new(self.view.session(
+            stored,
+            Audience::Full,
+            Timestamp::now(),
+        )?))
+    }
+}
+
+#[tonic::async_trait]
+impl HostedCheckoutService for Hosted {
+    /// Exactly one order per session: the first payment wins; a retry with the same
+    /// payment_reference gets the same result; anything else after the end is refused.
+    async fn complete_session(
+        &self,
+        req: Request<pb::CompleteSessionRequest>,
+    ) -> Result<Response<pb::Session>, GrpcStatus> {
+        platform(&req)?;
+        let r = req.into_inner();
+        let id = session_id(&r.session_id)?;
+        let reference = required_text("payment_reference", &r.payment_reference, 255)?;
+        let now = Timestamp::now();
+        if lifecycle::complete(&self.db, &id, &reference, now)
+            .await?
+            .is_some()
+        {
+            self.hub.notify(id.as_str());
+            return self.reply(self.current(&id).await?);
+        }
+        let stored = self.current(&id).await?;
+        let status = effective_status(&stored.session.status, stored.session.expires_at, now)?;
+        if status == Status::Completed {
+            if lifecycle::payment_reference(&self.db, &id)
+                .await?
+                .as_deref()
+                == Some(reference.as_str())
+            {
+                return self.reply(stored);
+            }
+            let message = "Session is already completed with a different payment_reference";
+            return Err(AppError::failed_precondition(message).into());
+        }
+        Err(AppError::failed_precondition(already_ended(status)).into())
+    }
+
+    /// The buyer left through cancel_url. Cancelling twice is fine; cancelling a session
+    /// that completed or expired is not.
+    async fn cancel_session(
+        &self,
+        req: Request<pb::CancelSessionRequest>,
+    ) -> Result<Response<pb::Session>, GrpcStatus> {
+        platform(&req)?;
+        let id = session_id(&req.get_ref().session_id)?;
+        let now = Timestamp::now();
+        if lifecycle::end(&self.db, &id, Status::Cancelled, true, now).await? {
+            self.hub.notify(id.as_str());
+            return self.reply(self.current(&id).await?);
+        }
+        let stored = self.current(&id).await?;
+        match effective_status(&stored.session.status, stored.session.expires_at, now)? {
+            Status::Cancelled => self.reply(stored),
+            status => Err(AppError::failed_precondition(already_ended(status)).into()),
+        }
+    }
+}

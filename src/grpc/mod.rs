@@ -6,4 +6,7 @@ pub mod auth;
 pub mod checkout;
 pub mod convert;
 pub mod hosted;
+pub mod page_token;
 pub mod session_input;
+pub mod session_pb;
+pub mod watch;

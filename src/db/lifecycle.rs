@@ -1,0 +1,180 @@
+//! How sessions end. Each transition is one conditional UPDATE `… WHERE status = 'open'`,
+//! so of racing transitions (two payments, payment vs cancel, payment vs expiry, on one
+//! replica or many) exactly one changes the row; the others see that it already ended.
+//! Ending a session other than by payment releases its coupon reservation in the same
+//! transaction.
+use super::{
+    schema::{coupons, orders, sessions},
+    sessions::SessionRow,
+    Db,
+};
+use crate::{
+    domain::{ids::OrderId, ids::SessionId, session_state::Status, time::Timestamp},
+    error::AppResult,
+};
+use diesel::{prelude::*, sql_types::BigInt, QueryableByName};
+use diesel_async::RunQueryDsl;
+use std::collections::HashMap;
+
+/// Gives back one coupon redemption per ended session that held one.
+macro_rules! release_coupons {
+    ($conn:ident, $coupon_ids:expr) => {{
+        let mut counts: HashMap<String, i32> = HashMap::new();
+        for id in $coupon_ids {
+            *counts.entry(id).or_default() += 1;
+        }
+        for (id, n) in counts {
+            diesel::update(coupons::table.find(&id))
+                .set(coupons::redemptions.eq(coupons::redemptions - n))
+                .execute($conn)
+                .await?;
+        }
+    }};
+}
+
+/// Completes an open, unexpired session and creates its order; `None` if the session was
+/// not open (or is past its expiry), in which case nothing changed.
+pub async fn complete(
+    db: &Db,
+    id: &SessionId,
+    payment_reference: &str,
+    now: Timestamp,
+) -> AppResult<Option<SessionRow>> {
+    let order_id = OrderId::generate().to_string();
+    with_tx!(db, |conn| {
+        let Some(s) = diesel::update(
+            sessions::table
+                .find(id.as_str())
+                .filter(sessions::status.eq(Status::Open.as_str()))
+                .filter(sessions::expires_at.gt(now.0)),
+        )
+        .set((
+            sessions::status.eq(Status::Completed.as_str()),
+            sessions::order_id.eq(&order_id),
+            sessions::completed_at.eq(now.0),
+            sessions::ended_at.eq(now.0),
+        ))
+        .returning(SessionRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        else {
+            return Ok(None);
+        };
+        // The unique index on orders.session_id backs the guarantee: one order per session.
+        diesel::insert_into(orders::table)
+            .values((
+                orders::id.eq(&order_id),
+                orders::session_id.eq(&s.id),
+                orders::store_id.eq(&s.store_id),
+                orders::environment.eq(&s.environment),
+                orders::currency.eq(&s.currency),
+                orders::amount_subtotal.eq(s.amount_subtotal),
+                orders::amount_discount.eq(s.amount_discount),
+                orders::amount_total.eq(s.amount_total),
+                orders::payment_reference.eq(payment_reference),
+                orders::order_merchant_external_id.eq(&s.order_merchant_external_id),
+                orders::created_at.eq(now.0),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(Some(s))
+    })
+}
+
+/// The payment reference of a session's order, if it has one.
+pub async fn payment_reference(db: &Db, id: &SessionId) -> AppResult<Option<String>> {
+    with_conn!(db, |conn| {
+        Ok(orders::table
+            .filter(orders::session_id.eq(id.as_str()))
+            .select(orders::payment_reference)
+            .first::<Option<String>>(conn)
+            .await
+            .optional()?
+            .flatten())
+    })
+}
+
+/// Ends an open session as CANCELLED or EXPIRED and releases its coupon; `false` if it was
+/// not open (nothing changed). With `unexpired`, a session already past its expiry is left
+/// alone (a buyer cannot cancel what has expired). Callers check tenancy first: a session's
+/// store and environment never change.
+///
+/// The status condition sits in the UPDATE's own WHERE (no subquery) so that Postgres
+/// re-checks it against the row as a concurrent transaction left it.
+pub async fn end(
+    db: &Db,
+    id: &SessionId,
+    to: Status,
+    unexpired: bool,
+    now: Timestamp,
+) -> AppResult<bool> {
+    let expires_after = if unexpired { now.0 } else { i64::MIN };
+    with_tx!(db, |conn| {
+        let ended: Option<Option<String>> = diesel::update(
+            sessions::table
+                .find(id.as_str())
+                .filter(sessions::status.eq(Status::Open.as_str()))
+                .filter(sessions::expires_at.gt(expires_after)),
+        )
+        .set((
+            sessions::status.eq(to.as_str()),
+            sessions::ended_at.eq(now.0),
+        ))
+        .returning(sessions::coupon_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        let changed = ended.is_some();
+        release_coupons!(conn, ended.into_iter().flatten());
+        Ok(changed)
+    })
+}
+
+#[derive(QueryableByName)]
+struct Expired {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    coupon_id: Option<String>,
+}
+
+/// One sweep: expires up to `batch` open sessions past their expiry and releases their
+/// coupons; returns their ids. On Postgres the rows are claimed with `FOR UPDATE SKIP
+/// LOCKED`, so replicas sweeping at once split the work instead of queuing on it (and the
+/// `status = 'open'` condition makes each expiry happen once either way).
+pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec<String>> {
+    // A read first: most sweeps find nothing, and should not take SQLite's write lock.
+    let due: Option<String> = with_conn!(db, |conn| {
+        sessions::table
+            .filter(sessions::status.eq(Status::Open.as_str()))
+            .filter(sessions::expires_at.le(now.0))
+            .select(sessions::id)
+            .first(conn)
+            .await
+            .optional()?
+    });
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
+    let lock = match db.backend() {
+        super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    // `$1` is the same bind on both backends (SQLite reads it as a named parameter).
+    let claim = format!(
+        "UPDATE sessions SET status = 'expired', ended_at = $1 \
+         WHERE status = 'open' AND expires_at <= $1 AND id IN \
+         (SELECT id FROM sessions WHERE status = 'open' AND expires_at <= $1 \
+          ORDER BY expires_at LIMIT {batch} {lock}) RETURNING id, coupon_id"
+    );
+    with_tx!(db, |conn| {
+        let expired: Vec<Expired> = diesel::sql_query(claim.as_str())
+            .bind::<BigInt, _>(now.0)
+            .load(conn)
+            .await?;
+        let ids = expired.iter().map(|e| e.id.clone()).collect();
+        release_coupons!(conn, expired.into_iter().filter_map(|e| e.coupon_id));
+        Ok(ids)
+    })
+}

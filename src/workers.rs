@@ -1,0 +1,110 @@
+//! Background work every replica runs: the expiry sweeper and, on Postgres, the listener
+//! that brings other replicas' session changes to this replica's watchers.
+use crate::{
+    db::{lifecycle, Db},
+    domain::time::Timestamp,
+    events::Hub,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinHandle};
+
+/// Sweeps often enough that an open session past its expiry is EXPIRED within 1 s.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+const SWEEP_BATCH: i64 = 500;
+
+pub fn spawn_sweeper(db: Db, hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            // Drain: a full batch means there may be more right now.
+            loop {
+                match lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH).await {
+                    Ok(ids) => {
+                        for id in &ids {
+                            hub.notify(id);
+                        }
+                        if !ids.is_empty() {
+                            tracing::info!(count = ids.len(), "expired sessions");
+                        }
+                        if (ids.len() as i64) < SWEEP_BATCH {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expiry sweep failed; retrying");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";
+/// The listener's connection is findable (and killable, in tests) by this name.
+pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
+
+/// LISTENs on one dedicated connection (not from the pool) and forwards session ids to the
+/// hub. After every (re)connect it wakes every watcher, so what happened while it was
+/// disconnected is read back instead of lost. A liveness probe every few seconds notices a
+/// connection that died silently.
+pub fn spawn_pg_listener(
+    url: String,
+    hub: Arc<Hub>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let session = listen(&url, &hub, &mut shutdown).await;
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = session {
+                tracing::warn!(error = %e, ?backoff, "session event listener disconnected; reconnecting");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    })
+}
+
+async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!(
+        "SET application_name = '{LISTENER_APPLICATION_NAME}'; LISTEN {SESSION_EVENTS_CHANNEL}"
+    ))
+    .await?;
+    tracing::info!("listening for session events");
+    hub.notify_all();
+    loop {
+        {
+            let mut events = std::pin::pin!(conn.notifications_stream());
+            let probe = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(probe);
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(n)) => hub.notify(&n.payload),
+                        Some(Err(e)) => return Err(e.into()),
+                        None => anyhow::bail!("notification stream ended"),
+                    },
+                    _ = &mut probe => break,
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+        // Notifications arriving meanwhile stay queued on the connection.
+        conn.batch_execute("SELECT 1").await?;
+    }
+}
