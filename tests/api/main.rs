@@ -10,9 +10,11 @@ mod create_rules;
 mod fixtures;
 mod helpers;
 mod idempotency;
+mod lifecycle;
 mod server;
 mod session_views;
 mod storage;
+mod watch;
 
 use checkout::db::Backend;
 use futures_util::future::BoxFuture;
@@ -84,8 +86,18 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         idempotency::concurrent_same_key_creates_one_session,
         idempotency::coupon_race_never_over_redeems,
         idempotency::tenancy_and_environment_isolation,
+        lifecycle::complete_creates_one_order,
+        lifecycle::cancel_and_expire_release_coupons,
+        lifecycle::concurrent_completes_make_one_order,
+        lifecycle::complete_cancel_expire_race,
+        lifecycle::sweeper_expires_within_a_second,
+        lifecycle::list_sessions_filters_and_pages,
+        watch::current_state_then_changes_then_end,
+        watch::many_watchers_see_the_end,
+        watch::shutdown_ends_open_streams,
     ];
     all.extend(storage::postgres_only());
+    all.extend(watch::postgres_only());
     all
 }
 
