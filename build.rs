@@ -17,5 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("checkout_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    // embed_migrations! does not notice a new migration directory by itself.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }

@@ -35,8 +35,8 @@ impl DbConfig {
 /// Settings of `checkout serve`. Env vars: those of [`DbConfig`], `CHECKOUT_LISTEN_ADDR`,
 /// `CHECKOUT_PLATFORM_TOKEN`, `CHECKOUT_HOSTED_URL_TEMPLATE`, `CHECKOUT_DEMO_SEED`,
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
-/// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`, and the
-/// logging ones of [`LogConfig`].
+/// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`, those of
+/// [`crate::dispatch::DispatchConfig`], and the logging ones of [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -70,6 +70,8 @@ pub struct ServeConfig {
     /// HTTP/2 streams per connection.
     #[arg(long, env = "CHECKOUT_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
     pub max_concurrent_streams: u32,
+    #[command(flatten)]
+    pub webhooks: crate::dispatch::DispatchConfig,
     #[command(flatten)]
     pub log: LogConfig,
 }

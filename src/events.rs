@@ -13,6 +13,8 @@ pub struct Hub {
     // One channel per watched session: a watch channel keeps only the latest version, so a
     // watcher that falls behind is resynced rather than overflowed.
     sessions: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Woken on every session change: an ending may have put a webhook in the outbox.
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 /// A watcher's interest in one session; dropping it unsubscribes.
@@ -66,6 +68,7 @@ impl Hub {
     }
 
     pub fn notify(&self, id: &str) {
+        self.outbox.notify_one();
         if let Some(tx) = self.sessions.lock().expect("hub lock").get(id) {
             tx.send_modify(|v| *v = v.wrapping_add(1));
         }

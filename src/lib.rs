@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod events;

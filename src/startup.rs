@@ -4,6 +4,7 @@
 use crate::{
     config::ServeConfig,
     db::{connect::backend_of, Backend, Db},
+    dispatch::Dispatcher,
     domain::ids::random_base62,
     events::Hub,
     grpc::{
@@ -123,6 +124,14 @@ impl Application {
             hub.clone(),
             stopping.clone(),
         )];
+        if cfg.webhooks.webhook_dispatcher {
+            let dispatcher = Dispatcher::new(
+                self.db.clone(),
+                cfg.webhooks.clone(),
+                cfg.webhook_allow_private_targets,
+            )?;
+            workers.push(dispatcher.spawn(hub.outbox.clone(), stopping.clone()));
+        }
         if self.db.backend() == Backend::Postgres {
             workers.push(spawn_pg_listener(
                 cfg.db.database_url.clone(),

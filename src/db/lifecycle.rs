@@ -4,6 +4,7 @@
 //! Ending a session other than by payment releases its coupon reservation in the same
 //! transaction.
 use super::{
+    outbox,
     schema::{coupons, orders, sessions},
     sessions::SessionRow,
     Db,
@@ -12,7 +13,7 @@ use crate::{
     domain::{ids::OrderId, ids::SessionId, session_state::Status, time::Timestamp},
     error::AppResult,
 };
-use diesel::{prelude::*, sql_types::BigInt, QueryableByName};
+use diesel::{prelude::*, sql_types::BigInt};
 use diesel_async::RunQueryDsl;
 use std::collections::HashMap;
 
@@ -78,6 +79,13 @@ pub async fn complete(
             ))
             .execute(conn)
             .await?;
+        let lines = lines_of!(conn, [s.id.as_str()])
+            .remove(&s.id)
+            .unwrap_or_default();
+        record_event!(
+            conn,
+            &outbox::event(outbox::ORDER_COMPLETED, &s, &lines, now)?
+        );
         Ok(Some(s))
     })
 }
@@ -111,7 +119,7 @@ pub async fn end(
 ) -> AppResult<bool> {
     let expires_after = if unexpired { now.0 } else { i64::MIN };
     with_tx!(db, |conn| {
-        let ended: Option<Option<String>> = diesel::update(
+        let ended: Option<SessionRow> = diesel::update(
             sessions::table
                 .find(id.as_str())
                 .filter(sessions::status.eq(Status::Open.as_str()))
@@ -121,22 +129,25 @@ pub async fn end(
             sessions::status.eq(to.as_str()),
             sessions::ended_at.eq(now.0),
         ))
-        .returning(sessions::coupon_id)
+        .returning(SessionRow::as_returning())
         .get_result(conn)
         .await
         .optional()?;
-        let changed = ended.is_some();
-        release_coupons!(conn, ended.into_iter().flatten());
-        Ok(changed)
+        let Some(s) = ended else {
+            return Ok(false);
+        };
+        release_coupons!(conn, s.coupon_id.iter().cloned());
+        if to == Status::Expired {
+            let lines = lines_of!(conn, [s.id.as_str()])
+                .remove(&s.id)
+                .unwrap_or_default();
+            record_event!(
+                conn,
+                &outbox::event(outbox::SESSION_EXPIRED, &s, &lines, now)?
+            );
+        }
+        Ok(true)
     })
-}
-
-#[derive(QueryableByName)]
-struct Expired {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    coupon_id: Option<String>,
 }
 
 /// One sweep: expires up to `batch` open sessions past their expiry and releases their
@@ -166,15 +177,23 @@ pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec
         "UPDATE sessions SET status = 'expired', ended_at = $1 \
          WHERE status = 'open' AND expires_at <= $1 AND id IN \
          (SELECT id FROM sessions WHERE status = 'open' AND expires_at <= $1 \
-          ORDER BY expires_at LIMIT {batch} {lock}) RETURNING id, coupon_id"
+          ORDER BY expires_at LIMIT {batch} {lock}) RETURNING *"
     );
     with_tx!(db, |conn| {
-        let expired: Vec<Expired> = diesel::sql_query(claim.as_str())
+        let expired: Vec<SessionRow> = diesel::sql_query(claim.as_str())
             .bind::<BigInt, _>(now.0)
             .load(conn)
             .await?;
-        let ids = expired.iter().map(|e| e.id.clone()).collect();
-        release_coupons!(conn, expired.into_iter().filter_map(|e| e.coupon_id));
-        Ok(ids)
+        release_coupons!(conn, expired.iter().filter_map(|s| s.coupon_id.clone()));
+        let ids: Vec<&str> = expired.iter().map(|s| s.id.as_str()).collect();
+        let mut lines = lines_of!(conn, ids);
+        for s in &expired {
+            let lines = lines.remove(&s.id).unwrap_or_default();
+            record_event!(
+                conn,
+                &outbox::event(outbox::SESSION_EXPIRED, s, &lines, now)?
+            );
+        }
+        Ok(expired.into_iter().map(|s| s.id).collect())
     })
 }

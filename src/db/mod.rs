@@ -50,10 +50,78 @@ macro_rules! with_tx {
     };
 }
 
+/// The locked lines of these sessions, in line order, in one query.
+macro_rules! lines_of {
+    ($conn:ident, $ids:expr) => {{
+        let rows: Vec<$crate::db::sessions::LineRow> = $crate::db::schema::session_lines::table
+            .filter($crate::db::schema::session_lines::session_id.eq_any($ids))
+            .order((
+                $crate::db::schema::session_lines::session_id,
+                $crate::db::schema::session_lines::position,
+            ))
+            .select($crate::db::sessions::LineRow::as_select())
+            .load($conn)
+            .await?;
+        let mut by_session: std::collections::HashMap<String, Vec<$crate::db::sessions::LineRow>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            by_session
+                .entry(row.session_id.clone())
+                .or_default()
+                .push(row);
+        }
+        by_session
+    }};
+}
+
+/// Records a webhook event and one pending delivery job per active endpoint of its store
+/// and environment, in the caller's transaction (the transactional outbox).
+macro_rules! record_event {
+    ($conn:ident, $event:expr) => {{
+        use diesel::{
+            sql_types::{BigInt, Integer, Nullable, Text},
+            IntoSql,
+        };
+        use $crate::db::schema::{webhook_endpoints as ep, webhook_events, webhook_outbox as ob};
+        let event: &$crate::db::outbox::EventRow = $event;
+        diesel::insert_into(webhook_events::table)
+            .values(event)
+            .execute($conn)
+            .await?;
+        let jobs = ep::table
+            .filter(ep::store_id.eq(event.store_id.clone()))
+            .filter(ep::environment.eq(event.environment.clone()))
+            .filter(ep::disabled_at.is_null())
+            .select((
+                event.id.clone().into_sql::<Text>(),
+                ep::id,
+                "pending".into_sql::<Text>(),
+                0.into_sql::<Integer>(),
+                event.created_at.into_sql::<BigInt>(),
+                None::<i64>.into_sql::<Nullable<BigInt>>(),
+                event.created_at.into_sql::<BigInt>(),
+            ));
+        diesel::insert_into(ob::table)
+            .values(jobs)
+            .into_columns((
+                ob::event_id,
+                ob::endpoint_id,
+                ob::state,
+                ob::attempts,
+                ob::next_attempt_at,
+                ob::lease_until,
+                ob::updated_at,
+            ))
+            .execute($conn)
+            .await?;
+    }};
+}
+
 pub mod api_keys;
 pub mod catalog;
 pub mod connect;
 pub mod lifecycle;
+pub mod outbox;
 pub mod schema;
 pub mod session_create;
 pub mod sessions;

@@ -195,6 +195,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        store_id -> Text,
+        environment -> Text,
+        event_type -> Text,
+        session_id -> Text,
+        payload -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_outbox (event_id, endpoint_id) {
+        event_id -> Text,
+        endpoint_id -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        lease_until -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> stores (store_id));
 diesel::joinable!(coupons -> stores (store_id));
 diesel::joinable!(idempotency_keys -> sessions (session_id));
@@ -213,6 +237,9 @@ diesel::joinable!(store_return_origins -> stores (store_id));
 diesel::joinable!(webhook_deliveries -> stores (store_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_endpoints -> stores (store_id));
+diesel::joinable!(webhook_events -> stores (store_id));
+diesel::joinable!(webhook_outbox -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_outbox -> webhook_events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
@@ -229,4 +256,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     stores,
     webhook_deliveries,
     webhook_endpoints,
+    webhook_events,
+    webhook_outbox,
 );

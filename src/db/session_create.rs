@@ -2,6 +2,7 @@
 //! catalog, reserve the coupon, write the session (and, for a free order, the order).
 //! Decisions are the domain's; this file fetches facts in batches and writes the result.
 use super::{
+    outbox,
     schema::{
         coupons, idempotency_keys, orders, product_activations, product_version_prices,
         product_versions, products, session_lines, sessions, store_return_origins, stores,
@@ -344,6 +345,10 @@ pub async fn create(db: &Db, plan: &CreatePlan<'_>) -> AppResult<Created> {
                 ))
                 .execute(conn)
                 .await?;
+            record_event!(
+                conn,
+                &outbox::event(outbox::ORDER_COMPLETED, &session, &lines, plan.now)?
+            );
         }
         Ok(Created::New(Box::new(StoredSession { session, lines })))
     })

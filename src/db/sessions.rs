@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct SessionRow {
     pub id: String,
@@ -68,26 +68,6 @@ pub struct LineRow {
 pub struct StoredSession {
     pub session: SessionRow,
     pub lines: Vec<LineRow>,
-}
-
-/// The locked lines of these sessions, in line order, in one query.
-macro_rules! lines_of {
-    ($conn:ident, $ids:expr) => {{
-        let rows: Vec<LineRow> = session_lines::table
-            .filter(session_lines::session_id.eq_any($ids))
-            .order((session_lines::session_id, session_lines::position))
-            .select(LineRow::as_select())
-            .load($conn)
-            .await?;
-        let mut by_session: HashMap<String, Vec<LineRow>> = HashMap::new();
-        for row in rows {
-            by_session
-                .entry(row.session_id.clone())
-                .or_default()
-                .push(row);
-        }
-        by_session
-    }};
 }
 
 fn attach(

@@ -64,6 +64,11 @@ prefixed_id!(
 prefixed_id!(OrderId, "ord_");
 prefixed_id!(WebhookEndpointId, "we_");
 prefixed_id!(WebhookDeliveryId, "whd_");
+prefixed_id!(
+    /// A webhook event (the Standard Webhooks `webhook-id`, stable across retries).
+    WebhookEventId,
+    "msg_"
+);
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

@@ -91,8 +91,60 @@ pub fn generate_secret() -> String {
     )
 }
 
+/// The Standard Webhooks signature header value: `v1,` + base64 HMAC-SHA256, keyed with the
+/// base64-decoded part of the `whsec_` secret, over `{id}.{timestamp}.{body}`.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    let key = STANDARD.decode(secret.strip_prefix("whsec_")?).ok()?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// When to try again after `failures` failed attempts: `base * 2^(failures-1)`, capped at
+/// `max`, with ±20 % jitter so endpoints that failed together do not retry together.
+pub fn retry_delay(
+    failures: u32,
+    base: std::time::Duration,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    let exp = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(30))
+        .min(max);
+    exp.mul_f64(rand::random_range(0.8..1.2))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // The example from the Standard Webhooks specification.
+        let sig = super::sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(
+            sig.as_deref(),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        use std::time::Duration;
+        let (base, max) = (Duration::from_secs(5), Duration::from_secs(3600));
+        let d = |n| super::retry_delay(n, base, max).as_secs_f64();
+        assert!((4.0..=6.0).contains(&d(1)));
+        assert!((32.0..=48.0).contains(&d(4)));
+        assert!((2880.0..=4320.0).contains(&d(20)));
+    }
+
     use super::*;
 
     #[test]

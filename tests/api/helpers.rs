@@ -101,6 +101,8 @@ pub struct Options {
     pub webhook_allow_private_targets: bool,
     pub connect_timeout_ms: u64,
     pub platform_token: String,
+    pub webhook_dispatcher: bool,
+    pub webhook_max_attempts: u32,
 }
 
 impl Default for Options {
@@ -110,6 +112,8 @@ impl Default for Options {
             webhook_allow_private_targets: false,
             connect_timeout_ms: 5000,
             platform_token: format!("pt_{}", checkout::domain::ids::random_base62(40)),
+            webhook_dispatcher: true,
+            webhook_max_attempts: 15,
         }
     }
 }
@@ -139,6 +143,14 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         shutdown_grace_seconds: 5,
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
+        webhooks: checkout::dispatch::DispatchConfig {
+            webhook_dispatcher: opts.webhook_dispatcher,
+            webhook_poll_ms: 50,
+            webhook_timeout_ms: 2_000,
+            webhook_retry_base_ms: 100,
+            webhook_retry_max_ms: 1_000,
+            webhook_max_attempts: opts.webhook_max_attempts,
+        },
         log: LogConfig {
             log_format: "text".into(),
         },

@@ -11,10 +11,12 @@ mod fixtures;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod receiver;
 mod server;
 mod session_views;
 mod storage;
 mod watch;
+mod webhooks;
 
 use checkout::db::Backend;
 use futures_util::future::BoxFuture;
@@ -95,6 +97,12 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         watch::current_state_then_changes_then_end,
         watch::many_watchers_see_the_end,
         watch::shutdown_ends_open_streams,
+        webhooks::signed_events_are_delivered,
+        webhooks::retries_until_the_receiver_is_up,
+        webhooks::delivered_after_restart,
+        webhooks::two_dispatchers_deliver_each_event_once,
+        webhooks::gone_disables_the_endpoint,
+        webhooks::private_targets_refused_at_send_time,
     ];
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
@@ -113,6 +121,10 @@ fn run(ctx: Ctx, test: TestFn) -> Result<(), Failed> {
 
 fn main() {
     let mut args = Arguments::from_args();
+    // The servers' logs, when asked for (e.g. RUST_LOG=checkout=debug).
+    if std::env::var_os("RUST_LOG").is_some() {
+        checkout::telemetry::init("text");
+    }
     // The tests wait on I/O far more than on CPU; run more than one per core by default.
     if args.test_threads.is_none() {
         args.test_threads = Some(4);
