@@ -36,7 +36,7 @@ impl DbConfig {
 /// `CHECKOUT_PLATFORM_TOKEN`, `CHECKOUT_HOSTED_URL_TEMPLATE`, `CHECKOUT_DEMO_SEED`,
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`, those of
-/// [`crate::dispatch::DispatchConfig`], and the logging ones of [`LogConfig`].
+/// [`crate::dispatch::DispatchConfig`], [`LimitsConfig`] and [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -73,14 +73,39 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub webhooks: crate::dispatch::DispatchConfig,
     #[command(flatten)]
+    pub limits: LimitsConfig,
+    #[command(flatten)]
     pub log: LogConfig,
 }
 
-/// Logging. Env vars: `RUST_LOG` (default `info`), `CHECKOUT_LOG_FORMAT` (`text` or `json`).
+/// Logs, traces and metrics. Env vars: `RUST_LOG` (default `info`), `CHECKOUT_LOG_FORMAT`
+/// (`text` or `json`), `OTEL_EXPORTER_OTLP_ENDPOINT` (unset: no export),
+/// `CHECKOUT_METRICS_ADDR` (unset: no metrics listener).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogConfig {
     #[arg(long, env = "CHECKOUT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// OTLP/gRPC collector for traces, e.g. http://127.0.0.1:4317.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Where to serve Prometheus metrics (GET /metrics), e.g. 127.0.0.1:9090.
+    #[arg(long, env = "CHECKOUT_METRICS_ADDR", value_parser = parse_listen_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Protection. Env vars: `CHECKOUT_RATE_LIMIT_PER_SECOND` (50; 0 turns it off),
+/// `CHECKOUT_RATE_LIMIT_BURST` (100), `CHECKOUT_REQUEST_TIMEOUT_MS` (30000).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitsConfig {
+    /// Sustained calls per second per API key (and per store for store-slug callers).
+    #[arg(long, env = "CHECKOUT_RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
+    pub rate_limit_per_second: f64,
+    /// Calls a key may make at once above the sustained rate.
+    #[arg(long, env = "CHECKOUT_RATE_LIMIT_BURST", default_value_t = 100)]
+    pub rate_limit_burst: u32,
+    /// Longest a unary call may take (a client's shorter grpc-timeout wins).
+    #[arg(long, env = "CHECKOUT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
 }
 
 /// `host:port`, or `:port` for every interface (as Go servers and grpcurl users expect).

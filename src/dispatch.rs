@@ -16,6 +16,7 @@ use crate::{
 use futures_util::{stream, StreamExt};
 use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 /// Dispatcher settings. Env vars: `CHECKOUT_WEBHOOK_DISPATCHER` (true),
 /// `CHECKOUT_WEBHOOK_POLL_MS` (500), `CHECKOUT_WEBHOOK_TIMEOUT_MS` (15000),
@@ -74,6 +75,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 pub struct Dispatcher {
     db: Db,
+    metrics: Arc<crate::metrics::Metrics>,
     cfg: DispatchConfig,
     allow_private: bool,
     client: reqwest::Client,
@@ -97,7 +99,12 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 impl Dispatcher {
-    pub fn new(db: Db, cfg: DispatchConfig, allow_private: bool) -> anyhow::Result<Dispatcher> {
+    pub fn new(
+        db: Db,
+        cfg: DispatchConfig,
+        allow_private: bool,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Dispatcher> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
@@ -106,6 +113,7 @@ impl Dispatcher {
             .build()?;
         Ok(Dispatcher {
             db,
+            metrics,
             cfg,
             allow_private,
             client,
@@ -148,7 +156,8 @@ impl Dispatcher {
             let claimed = jobs.len() as i64;
             stream::iter(jobs)
                 .for_each_concurrent(CONCURRENCY, |job| async move {
-                    if let Err(e) = self.deliver(&job).await {
+                    let span = tracing::info_span!("webhook.deliver", event_id = %job.event_id, endpoint_id = %job.endpoint_id);
+                    if let Err(e) = self.deliver(&job).instrument(span).await {
                         tracing::warn!(error = %e, event_id = %job.event_id, "recording a webhook attempt failed");
                     }
                 })
@@ -251,6 +260,13 @@ impl Dispatcher {
                 (a, failed(job.attempts + 1), false)
             }
         };
+        self.metrics
+            .webhook_attempt(match (&attempt.success, attempt.response_status) {
+                (true, _) => "delivered",
+                (false, Some(410)) => "gone",
+                (false, Some(_)) => "http_error",
+                (false, None) => "network_error",
+            });
         finish(Some(attempt), next, disable).await
     }
 }

@@ -35,6 +35,9 @@ pub enum AppError {
         /// `google.rpc.ErrorInfo` reason and metadata, when a client needs to act on it.
         info: Option<(String, Vec<(String, String)>)>,
     },
+    /// RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`: the caller's rate limit.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// Storage (or another dependency) is unreachable right now; retrying may work.
     #[error("unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -127,6 +130,14 @@ impl From<AppError> for Status {
                     Status::with_error_details(Code::FailedPrecondition, message, details)
                 }
             },
+            AppError::RateLimited(wait) => {
+                let details = ErrorDetails::with_retry_info(Some(wait));
+                let message = format!(
+                    "Rate limit exceeded for this API key; retry in {} ms",
+                    wait.as_millis().max(1)
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             AppError::Unavailable(cause) => {
                 tracing::warn!(
                     error = format!("{cause:#}"),

@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(config) => serve(config).await,
         Command::Migrate(db) => {
-            telemetry::init("text");
+            let _ = telemetry::init("text", None);
             checkout::db::Db::migrate(&db.database_url).await.map(|()| {
                 println!("migrations applied");
             })
@@ -30,10 +30,12 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    telemetry::init(&config.log.log_format);
+    let telemetry = telemetry::init(&config.log.log_format, config.log.otlp_endpoint.as_deref())?;
     let app = Application::build(config).await?;
     print_banner(&app);
-    app.run_until_stopped(shutdown_signal()).await
+    let served = app.run_until_stopped(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    served
 }
 
 /// What a developer needs on first start, on stdout (secrets are never logged).

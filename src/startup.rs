@@ -8,14 +8,16 @@ use crate::{
     domain::ids::random_base62,
     events::Hub,
     grpc::{
-        admin::Admin, auth::AuthLayer, checkout::Checkout, hosted::Hosted, session_pb::SessionView,
+        admin::Admin, auth::AuthLayer, checkout::Checkout, hosted::Hosted, rate_limit::RateLimiter,
+        rpc_layer::RpcLayer, session_pb::SessionView,
     },
+    metrics::Metrics,
     pb::{
         admin_service_server::AdminServiceServer, checkout_service_server::CheckoutServiceServer,
         hosted_checkout_service_server::HostedCheckoutServiceServer,
     },
     seed::{self, DemoSeed},
-    workers::{spawn_pg_listener, spawn_sweeper},
+    workers::{serve_metrics, spawn_pg_listener, spawn_sweeper},
 };
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -26,6 +28,8 @@ use tonic_health::ServingStatus;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     db: Db,
     config: ServeConfig,
     platform_token: String,
@@ -64,9 +68,19 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match config.log.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
             local_addr,
+            metrics_listener,
+            metrics: Arc::new(Metrics::default()),
             db,
             config,
             platform_token,
@@ -77,6 +91,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where Prometheus metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn db(&self) -> &Db {
@@ -119,16 +140,28 @@ impl Application {
         let view = Arc::new(SessionView {
             hosted_url_template: cfg.hosted_url_template.clone(),
         });
+        let metrics = self.metrics.clone();
         let mut workers = vec![spawn_sweeper(
             self.db.clone(),
             hub.clone(),
+            metrics.clone(),
             stopping.clone(),
         )];
+        if let Some(listener) = self.metrics_listener {
+            workers.push(serve_metrics(
+                listener,
+                self.db.clone(),
+                metrics.clone(),
+                stopping.clone(),
+            ));
+        }
         if cfg.webhooks.webhook_dispatcher {
+            let allow_private = cfg.webhook_allow_private_targets;
             let dispatcher = Dispatcher::new(
                 self.db.clone(),
                 cfg.webhooks.clone(),
-                cfg.webhook_allow_private_targets,
+                allow_private,
+                metrics.clone(),
             )?;
             workers.push(dispatcher.spawn(hub.outbox.clone(), stopping.clone()));
         }
@@ -143,12 +176,14 @@ impl Application {
             db: self.db.clone(),
             view: view.clone(),
             hub: hub.clone(),
+            metrics: metrics.clone(),
             shutdown: stopping,
         };
         let hosted = Hosted {
             db: self.db.clone(),
             view,
             hub,
+            metrics: metrics.clone(),
         };
         let admin = Admin {
             db: self.db.clone(),
@@ -161,7 +196,24 @@ impl Application {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .tcp_keepalive(Some(Duration::from_secs(60)))
-            .layer(AuthLayer::new(self.db.clone(), self.platform_token.clone()))
+            // A unary call may take this long at most; streams are not cut (the limit covers
+            // the handler producing the response, not the stream that follows).
+            .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
+            // Outermost first: the RPC span and metrics see everything, including auth.
+            .layer(RpcLayer(metrics.clone()))
+            // A unary call may take this long at most; streams are not cut (the limit covers
+            // the handler producing the response, not the stream that follows).
+            .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
+            // Outermost first: the RPC span and metrics see everything, including auth.
+            .layer(RpcLayer(metrics.clone()))
+            .layer(AuthLayer::new(
+                self.db.clone(),
+                self.platform_token.clone(),
+                RateLimiter::new(
+                    cfg.limits.rate_limit_per_second,
+                    cfg.limits.rate_limit_burst,
+                ),
+            ))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

@@ -1,20 +1,27 @@
 //! Background work every replica runs: the expiry sweeper and, on Postgres, the listener
 //! that brings other replicas' session changes to this replica's watchers.
 use crate::{
-    db::{lifecycle, Db},
+    db::{lifecycle, outbox, Db},
     domain::time::Timestamp,
     events::Hub,
+    metrics::{Metrics, Snapshot},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
+use tracing::Instrument;
 
 /// Sweeps often enough that an open session past its expiry is EXPIRED within 1 s.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const SWEEP_BATCH: i64 = 500;
 
-pub fn spawn_sweeper(db: Db, hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn_sweeper(
+    db: Db,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -25,10 +32,14 @@ pub fn spawn_sweeper(db: Db, hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>)
             }
             // Drain: a full batch means there may be more right now.
             loop {
-                match lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH).await {
+                let sweep = lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH)
+                    .instrument(tracing::debug_span!("sweeper.sweep"))
+                    .await;
+                match sweep {
                     Ok(ids) => {
                         for id in &ids {
                             hub.notify(id);
+                            metrics.session_ended("expired");
                         }
                         if !ids.is_empty() {
                             tracing::info!(count = ids.len(), "expired sessions");
@@ -107,4 +118,60 @@ async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> a
         // Notifications arriving meanwhile stay queued on the connection.
         conn.batch_execute("SELECT 1").await?;
     }
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on its own listener; anything else is 404.
+pub fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    db: Db,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let (db, metrics) = (db.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).await.is_err() {
+                    return;
+                }
+                // Skip the headers; the request line says all that matters.
+                let mut line = String::new();
+                while reader
+                    .read_line(&mut line)
+                    .await
+                    .map(|n| n > 2)
+                    .unwrap_or(false)
+                {
+                    line.clear();
+                }
+                let reply = if request_line.starts_with("GET /metrics ") {
+                    let (connections, idle) = db.pool_state();
+                    let snapshot = Snapshot {
+                        outbox_backlog: outbox::backlog(&db).await.ok(),
+                        pool_connections: connections,
+                        pool_idle: idle,
+                    };
+                    let body = metrics.render(&snapshot);
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = reader.get_mut().write_all(reply.as_bytes()).await;
+            });
+        }
+    })
 }

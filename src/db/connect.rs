@@ -113,6 +113,15 @@ impl Db {
         }
     }
 
+    /// (open connections, idle connections) of this replica's pool.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = match self {
+            Db::Sqlite { pool, .. } => pool.state(),
+            Db::Postgres { pool } => pool.state(),
+        };
+        (state.connections, state.idle_connections)
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Db::Sqlite { .. } => Backend::Sqlite,

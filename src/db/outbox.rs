@@ -251,3 +251,14 @@ pub async fn finish(
         Ok(())
     })
 }
+
+/// Deliveries waiting to be sent (for the metrics).
+pub async fn backlog(db: &Db) -> AppResult<i64> {
+    with_conn!(db, |conn| {
+        Ok(webhook_outbox::table
+            .filter(webhook_outbox::state.eq("pending"))
+            .count()
+            .get_result(conn)
+            .await?)
+    })
+}

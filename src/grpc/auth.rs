@@ -58,6 +58,7 @@ const SLUG_METHODS: [&str; 3] = ["CreateSession", "GetSession", "WatchSession"];
 struct Authenticator {
     db: Db,
     platform_token: String,
+    limiter: super::rate_limit::RateLimiter,
 }
 
 enum Caller {
@@ -117,6 +118,16 @@ impl Authenticator {
                 "Store is not approved for production payments".into(),
             ));
         }
+        // Rate limits apply to authenticated merchants only, after the checks above, so a
+        // bad key cannot drain a good key's bucket.
+        let bucket = match &credential {
+            Credential::ApiKey(id) => id.to_string(),
+            Credential::StoreSlug => format!("slug:{}", store.id),
+        };
+        if let Err(wait) = self.limiter.take(&bucket) {
+            return Err(AppError::RateLimited(wait));
+        }
+        tracing::Span::current().record("store_id", store.id.as_str());
         Ok(Merchant {
             store_id: StoreId::from_trusted(store.id),
             store_name: store.name,
@@ -168,8 +179,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub struct AuthLayer(Arc<Authenticator>);
 
 impl AuthLayer {
-    pub fn new(db: Db, platform_token: String) -> Self {
-        AuthLayer(Arc::new(Authenticator { db, platform_token }))
+    pub fn new(db: Db, platform_token: String, limiter: super::rate_limit::RateLimiter) -> Self {
+        AuthLayer(Arc::new(Authenticator {
+            db,
+            platform_token,
+            limiter,
+        }))
     }
 }
 

@@ -26,6 +26,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     events::Hub,
+    metrics::Metrics,
     pb::{self, checkout_service_server::CheckoutService},
 };
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct Checkout {
     pub db: Db,
     pub view: Arc<SessionView>,
     pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -174,7 +176,19 @@ impl CheckoutService for Checkout {
             now,
         };
         let reply = match db::session_create::create(&self.db, &plan).await? {
-            Created::New(stored) => self.create_reply(*stored, &caller, now)?,
+            Created::New(stored) => {
+                let reply = self.create_reply(*stored, &caller, now)?;
+                let outcome = if reply.outcome == pb::Outcome::FreeOrder as i32 {
+                    "free_order"
+                } else {
+                    "payment_required"
+                };
+                self.metrics.session_created(outcome);
+                if outcome == "free_order" {
+                    self.metrics.session_ended("completed");
+                }
+                reply
+            }
             Created::Replay {
                 session_id,
                 fingerprint: earlier,
@@ -212,6 +226,7 @@ impl CheckoutService for Checkout {
             id,
             subscription,
             shutdown: self.shutdown.clone(),
+            metrics: self.metrics.clone(),
         };
         Ok(Response::new(watch_stream(watcher, first)))
     }
@@ -270,6 +285,7 @@ impl CheckoutService for Checkout {
             return Err(AppError::failed_precondition(already_ended(status)).into());
         }
         self.hub.notify(id.as_str());
+        self.metrics.session_ended("expired");
         let stored = self.scoped(&caller, &id).await?;
         Ok(Response::new(self.view.session(
             stored,

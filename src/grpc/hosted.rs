@@ -22,6 +22,7 @@ pub struct Hosted {
     pub db: Db,
     pub view: Arc<SessionView>,
     pub hub: Arc<Hub>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hosted {
@@ -87,6 +88,7 @@ impl HostedCheckoutService for Hosted {
         let now = Timestamp::now();
         if lifecycle::end(&self.db, &id, Status::Cancelled, true, now).await? {
             self.hub.notify(id.as_str());
+            self.metrics.session_ended("cancelled");
             return self.reply(self.current(&id).await?);
         }
         let stored = self.current(&id).await?;

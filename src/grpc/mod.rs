@@ -7,6 +7,8 @@ pub mod checkout;
 pub mod convert;
 pub mod hosted;
 pub mod page_token;
+pub mod rate_limit;
+pub mod rpc_layer;
 pub mod session_input;
 pub mod session_pb;
 pub mod watch;

@@ -37,7 +37,9 @@ pub fn session_id(raw: &str) -> AppResult<SessionId> {
     if raw.trim().is_empty() {
         return Err(Invalid::field("session_id", "session_id is required").into());
     }
-    SessionId::parse(raw.trim()).ok_or_else(session_not_found)
+    let id = SessionId::parse(raw.trim()).ok_or_else(session_not_found)?;
+    tracing::Span::current().record("session_id", id.as_str());
+    Ok(id)
 }
 
 /// The stored status as clients see it (EXPIRED once past expires_at).

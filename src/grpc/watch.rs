@@ -29,6 +29,16 @@ pub struct Watcher {
     pub id: SessionId,
     pub subscription: Subscription,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Counts an open stream for as long as its task lives.
+struct OpenStream(Arc<crate::metrics::Metrics>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.watch_closed();
+    }
 }
 
 pub fn watch_stream(watcher: Watcher, first: StoredSession) -> WatchStream {
@@ -63,6 +73,8 @@ impl Watcher {
     }
 
     async fn run(mut self, first: StoredSession, tx: Sender) {
+        self.metrics.watch_opened();
+        let _open = OpenStream(self.metrics.clone());
         let now = Timestamp::now();
         let (mut last, mut expires_at) =
             match effective_status(&first.session.status, first.session.expires_at, now) {

@@ -1,7 +1,7 @@
 //! `TestApp`: a real server on 127.0.0.1:0 over a real database of its own (a SQLite file in
 //! a temp dir, or a PostgreSQL database created for the test and dropped afterwards).
 use checkout::{
-    config::{DbConfig, LogConfig, ServeConfig},
+    config::{DbConfig, LimitsConfig, LogConfig, ServeConfig},
     db::Backend,
     pb::{
         admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
@@ -103,6 +103,8 @@ pub struct Options {
     pub platform_token: String,
     pub webhook_dispatcher: bool,
     pub webhook_max_attempts: u32,
+    /// (calls per second, burst) per API key; `None`: no limit.
+    pub rate_limit: Option<(f64, u32)>,
 }
 
 impl Default for Options {
@@ -114,12 +116,14 @@ impl Default for Options {
             platform_token: format!("pt_{}", checkout::domain::ids::random_base62(40)),
             webhook_dispatcher: true,
             webhook_max_attempts: 15,
+            rate_limit: None,
         }
     }
 }
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub platform_token: String,
     pub db: Arc<TestDb>,
     pub channel: Channel,
@@ -151,8 +155,15 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
             webhook_retry_max_ms: 1_000,
             webhook_max_attempts: opts.webhook_max_attempts,
         },
+        limits: LimitsConfig {
+            rate_limit_per_second: opts.rate_limit.map_or(0.0, |(rate, _)| rate),
+            rate_limit_burst: opts.rate_limit.map_or(1, |(_, burst)| burst),
+            request_timeout_ms: 30_000,
+        },
         log: LogConfig {
             log_format: "text".into(),
+            otlp_endpoint: None,
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         },
     }
 }
@@ -172,6 +183,7 @@ impl TestApp {
             .await
             .expect("build application");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr().expect("metrics listener");
         let seed_key = app.demo_seed().map(|s| s.api_key.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async {
@@ -184,6 +196,7 @@ impl TestApp {
             .expect("connect");
         TestApp {
             addr,
+            metrics_addr,
             platform_token: opts.platform_token,
             db,
             channel,

@@ -123,7 +123,7 @@ fn main() {
     let mut args = Arguments::from_args();
     // The servers' logs, when asked for (e.g. RUST_LOG=checkout=debug).
     if std::env::var_os("RUST_LOG").is_some() {
-        checkout::telemetry::init("text");
+        let _ = checkout::telemetry::init("text", None);
     }
     // The tests wait on I/O far more than on CPU; run more than one per core by default.
     if args.test_threads.is_none() {

@@ -1,0 +1,95 @@
+//! The outermost layer: one span per RPC (method, store id, session id, gRPC code,
+//! duration), parented on the caller's W3C `traceparent`, and the RPC metrics. Expected
+//! client errors are not logged as errors; server failures were logged where the status
+//! was made (crate::error).
+use crate::{metrics::Metrics, telemetry::HeaderExtractor};
+use futures_util::future::BoxFuture;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+use tracing::{field::Empty, Instrument};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+#[derive(Clone)]
+pub struct RpcLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// The status of a call, where a response carries it in its headers (every error, since
+/// tonic sends errors trailers-only); a successful call carries it in trailers: OK.
+fn grpc_code<B>(res: &http::Response<B>) -> i32 {
+    res.headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RpcService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.metrics.clone();
+        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+            store_id = Empty,
+            session_id = Empty,
+            duration_ms = Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(req.headers()))
+        });
+        let _ = span.set_parent(parent);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let res = inner.call(req).await;
+                let code = res.as_ref().map(grpc_code).unwrap_or(14);
+                let took = started.elapsed();
+                let current = tracing::Span::current();
+                current.record("rpc.grpc.status_code", code);
+                current.record("duration_ms", took.as_millis() as u64);
+                metrics.rpc(&method, code, took);
+                tracing::debug!(code = crate::metrics::code_name(code), "rpc finished");
+                res
+            }
+            .instrument(span),
+        )
+    }
+}
