@@ -201,11 +201,6 @@ impl Application {
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
             // Outermost first: the RPC span and metrics see everything, including auth.
             .layer(RpcLayer(metrics.clone()))
-            // A unary call may take this long at most; streams are not cut (the limit covers
-            // the handler producing the response, not the stream that follows).
-            .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
-            // Outermost first: the RPC span and metrics see everything, including auth.
-            .layer(RpcLayer(metrics.clone()))
             .layer(AuthLayer::new(
                 self.db.clone(),
                 self.platform_token.clone(),

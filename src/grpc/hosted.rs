@@ -59,6 +59,7 @@ impl HostedCheckoutService for Hosted {
             .is_some()
         {
             self.hub.notify(id.as_str());
+            self.metrics.session_ended("completed");
             return self.reply(self.current(&id).await?);
         }
         let stored = self.current(&id).await?;

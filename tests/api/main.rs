@@ -11,6 +11,7 @@ mod fixtures;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod operations;
 mod receiver;
 mod server;
 mod session_views;
@@ -103,6 +104,10 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         webhooks::two_dispatchers_deliver_each_event_once,
         webhooks::gone_disables_the_endpoint,
         webhooks::private_targets_refused_at_send_time,
+        operations::rate_limit_is_per_key,
+        operations::metrics_show_counters_moving,
+        operations::sigterm_loses_no_calls_in_flight,
+        operations::traces_reach_an_otlp_collector,
     ];
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
