@@ -48,9 +48,10 @@ pub struct DispatchConfig {
     pub webhook_max_attempts: u32,
 }
 
-/// Jobs claimed per round, and sent at once.
-const BATCH: i64 = 32;
-const CONCURRENCY: usize = 16;
+/// Jobs claimed per round, all sent at once: a claimed job never waits behind others
+/// while its lease runs.
+const BATCH: i64 = 16;
+const CONCURRENCY: usize = BATCH as usize;
 
 /// Resolves webhook hosts and refuses the delivery if any address is loopback, private,
 /// link-local or otherwise non-public (unless the operator allows it). Checking the
@@ -81,15 +82,16 @@ pub struct Dispatcher {
     client: reqwest::Client,
 }
 
-/// The error chain of a failed request, for the delivery log (no secrets are in it: URLs
-/// cannot carry credentials).
-fn describe(e: &reqwest::Error) -> String {
+/// The error chain of a failed request, for the delivery log. The URL is left out: its
+/// query string may carry a receiver's token.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -106,6 +108,8 @@ impl Dispatcher {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Dispatcher> {
         let client = reqwest::Client::builder()
+            // A proxy would be the address the resolver checks, not the target's.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
@@ -128,11 +132,11 @@ impl Dispatcher {
         tokio::spawn(async move {
             let poll = Duration::from_millis(self.cfg.webhook_poll_ms);
             loop {
-                // Dropping a round mid-flight on shutdown is safe: its leases run out and the
-                // jobs are delivered by whichever dispatcher claims them next.
-                tokio::select! {
-                    _ = self.round() => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
+                // A round in flight finishes (within one HTTP timeout) so that what was sent
+                // is also recorded; then the dispatcher stops claiming.
+                self.round().await;
+                if *shutdown.borrow() {
+                    return;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}
@@ -254,7 +258,7 @@ impl Dispatcher {
                 let a = Attempt {
                     response_status: None,
                     success: false,
-                    error: Some(describe(&e)),
+                    error: Some(describe(e)),
                     duration_ms,
                 };
                 (a, failed(job.attempts + 1), false)

@@ -243,8 +243,17 @@ impl Application {
                 tracing::warn!(?grace, "grace period over; closing the remaining calls");
             }
         }
-        for worker in workers {
-            let _ = worker.await;
+        // Workers finish what they are doing (a webhook round ends within one HTTP timeout);
+        // past the grace period they are abandoned: leases and the outbox make that safe.
+        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+        if tokio::time::timeout(grace, futures_util::future::join_all(workers))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "background workers did not stop within the grace period; abandoning them"
+            );
+            aborts.iter().for_each(|a| a.abort());
         }
         tracing::info!("stopped");
         Ok(())

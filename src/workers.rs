@@ -90,12 +90,18 @@ pub fn spawn_pg_listener(
     })
 }
 
+/// How long the listener waits for the database before treating the connection as dead.
+const LISTENER_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute(&format!(
+    let mut conn = tokio::select! {
+        conn = tokio::time::timeout(LISTENER_TIMEOUT, AsyncPgConnection::establish(url)) => conn??,
+        _ = shutdown.wait_for(|s| *s) => return Ok(()),
+    };
+    let listen = format!(
         "SET application_name = '{LISTENER_APPLICATION_NAME}'; LISTEN {SESSION_EVENTS_CHANNEL}"
-    ))
-    .await?;
+    );
+    tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute(&listen)).await??;
     tracing::info!("listening for session events");
     hub.notify_all();
     loop {
@@ -116,7 +122,7 @@ async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> a
             }
         }
         // Notifications arriving meanwhile stay queued on the connection.
-        conn.batch_execute("SELECT 1").await?;
+        tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute("SELECT 1")).await??;
     }
 }
 

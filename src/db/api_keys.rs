@@ -44,12 +44,7 @@ pub async fn create(
         revoked_at: None,
     };
     with_tx!(db, |conn| {
-        let exists: i64 = stores::table
-            .filter(stores::id.eq(store_id.as_str()))
-            .count()
-            .get_result(conn)
-            .await?;
-        if exists == 0 {
+        if !store_exists!(conn, store_id.as_str()) {
             return Ok(None);
         }
         diesel::insert_into(api_keys::table)

@@ -2,9 +2,7 @@
 //! `product_activations` and `coupons`.
 use super::{
     or_conflict,
-    schema::{
-        coupons, product_activations, product_version_prices, product_versions, products, stores,
-    },
+    schema::{coupons, product_activations, product_version_prices, product_versions, products},
     Db, InsertBatch,
 };
 use crate::{
@@ -179,12 +177,7 @@ pub async fn create_product(
         updated_at: now,
     };
     with_tx!(db, |conn| {
-        let exists: i64 = stores::table
-            .filter(stores::id.eq(store_id.as_str()))
-            .count()
-            .get_result(conn)
-            .await?;
-        if exists == 0 {
+        if !store_exists!(conn, store_id.as_str()) {
             return Ok(None);
         }
         diesel::insert_into(products::table)
@@ -356,12 +349,7 @@ pub async fn create_coupon(
         created_at: Timestamp::now().0,
     };
     with_tx!(db, |conn| {
-        let exists: i64 = stores::table
-            .filter(stores::id.eq(store_id.as_str()))
-            .count()
-            .get_result(conn)
-            .await?;
-        if exists == 0 {
+        if !store_exists!(conn, store_id.as_str()) {
             return Ok(None);
         }
         diesel::insert_into(coupons::table)

@@ -10,17 +10,24 @@ use super::{
     Db,
 };
 use crate::{
-    domain::{ids::OrderId, ids::SessionId, session_state::Status, time::Timestamp},
+    domain::{
+        ids::OrderId,
+        ids::SessionId,
+        session_state::{Status, ENDING_MARGIN_MICROS},
+        time::Timestamp,
+    },
     error::AppResult,
 };
 use diesel::{prelude::*, sql_types::BigInt};
 use diesel_async::RunQueryDsl;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Gives back one coupon redemption per ended session that held one.
 macro_rules! release_coupons {
     ($conn:ident, $coupon_ids:expr) => {{
-        let mut counts: HashMap<String, i32> = HashMap::new();
+        // In id order, so transactions releasing several coupons lock them in one order and
+        // cannot deadlock each other.
+        let mut counts: BTreeMap<String, i32> = BTreeMap::new();
         for id in $coupon_ids {
             *counts.entry(id).or_default() += 1;
         }
@@ -39,15 +46,17 @@ pub async fn complete(
     db: &Db,
     id: &SessionId,
     payment_reference: &str,
-    now: Timestamp,
 ) -> AppResult<Option<SessionRow>> {
     let order_id = OrderId::generate().to_string();
     with_tx!(db, |conn| {
+        // The clock is read inside the transaction (after any wait for a lock or a
+        // connection), and the expiry margin applies: see ENDING_MARGIN_MICROS.
+        let now = Timestamp::now();
         let Some(s) = diesel::update(
             sessions::table
                 .find(id.as_str())
                 .filter(sessions::status.eq(Status::Open.as_str()))
-                .filter(sessions::expires_at.gt(now.0)),
+                .filter(sessions::expires_at.gt(now.0 + ENDING_MARGIN_MICROS)),
         )
         .set((
             sessions::status.eq(Status::Completed.as_str()),
@@ -103,22 +112,28 @@ pub async fn payment_reference(db: &Db, id: &SessionId) -> AppResult<Option<Stri
     })
 }
 
+/// Until when, relative to its expiry, a session may still be ended a given way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Up to ENDING_MARGIN_MICROS before expiry: an ending other than EXPIRED (a cancel).
+    MarginBeforeExpiry,
+    /// Up to expiry: ExpireSession (past it, the session reads as expired already).
+    Expiry,
+}
+
 /// Ends an open session as CANCELLED or EXPIRED and releases its coupon; `false` if it was
-/// not open (nothing changed). With `unexpired`, a session already past its expiry is left
-/// alone (a buyer cannot cancel what has expired). Callers check tenancy first: a session's
-/// store and environment never change.
+/// not open, or too close to or past its expiry (nothing changed). Callers check tenancy
+/// first: a session's store and environment never change.
 ///
 /// The status condition sits in the UPDATE's own WHERE (no subquery) so that Postgres
 /// re-checks it against the row as a concurrent transaction left it.
-pub async fn end(
-    db: &Db,
-    id: &SessionId,
-    to: Status,
-    unexpired: bool,
-    now: Timestamp,
-) -> AppResult<bool> {
-    let expires_after = if unexpired { now.0 } else { i64::MIN };
+pub async fn end(db: &Db, id: &SessionId, to: Status, until: Until) -> AppResult<bool> {
     with_tx!(db, |conn| {
+        let now = Timestamp::now();
+        let expires_after = match until {
+            Until::MarginBeforeExpiry => now.0 + ENDING_MARGIN_MICROS,
+            Until::Expiry => now.0,
+        };
         let ended: Option<SessionRow> = diesel::update(
             sessions::table
                 .find(id.as_str())

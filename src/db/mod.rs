@@ -74,6 +74,19 @@ macro_rules! lines_of {
     }};
 }
 
+/// Whether the store exists; callers creating things that belong to a store check it in
+/// their transaction, to answer NOT_FOUND `Store not found` instead of a foreign-key error.
+macro_rules! store_exists {
+    ($conn:ident, $store_id:expr) => {{
+        let n: i64 = $crate::db::schema::stores::table
+            .filter($crate::db::schema::stores::id.eq($store_id))
+            .count()
+            .get_result($conn)
+            .await?;
+        n > 0
+    }};
+}
+
 /// Records a webhook event and one pending delivery job per active endpoint of its store
 /// and environment, in the caller's transaction (the transactional outbox).
 macro_rules! record_event {

@@ -53,11 +53,20 @@ pub fn event(kind: &str, s: &SessionRow, lines: &[LineRow], now: Timestamp) -> A
             })
         })
         .collect();
+    // The SPEC names the session, order and amounts as payload fields, and the issue puts
+    // them under `data`: both are there, with the same values.
     let body = json!({
         "id": id,
         "type": kind,
         "created_at": rfc3339(now.0),
         "environment": s.environment,
+        "checkout_session_id": s.id,
+        "order_id": s.order_id,
+        "order_merchant_external_id": s.order_merchant_external_id,
+        "currency": s.currency,
+        "amount_subtotal": s.amount_subtotal,
+        "amount_discount": s.amount_discount,
+        "amount_total": s.amount_total,
         "data": {
             "checkout_session_id": s.id,
             "store_id": s.store_id,
@@ -88,10 +97,13 @@ pub fn event(kind: &str, s: &SessionRow, lines: &[LineRow], now: Timestamp) -> A
 struct Claimed {
     #[diesel(sql_type = sql_types::Text)]
     event_id: String,
+    #[diesel(sql_type = sql_types::Text)]
+    endpoint_id: String,
 }
 
-/// A claimed delivery job, with what is needed to send it.
-#[derive(Debug, Clone, Queryable)]
+/// A claimed delivery job, with what is needed to send it. (No Debug: it holds the
+/// endpoint's secret.)
+#[derive(Clone, Queryable)]
 pub struct Job {
     pub event_id: String,
     pub endpoint_id: String,
@@ -137,7 +149,7 @@ pub async fn claim(db: &Db, now: Timestamp, lease_until: i64, limit: i64) -> App
     let sql = format!(
         "UPDATE webhook_outbox SET updated_at = $1, lease_until = $2 WHERE {due} AND (event_id, endpoint_id) IN \
          (SELECT event_id, endpoint_id FROM webhook_outbox WHERE {due} ORDER BY next_attempt_at LIMIT {limit} {lock}) \
-         RETURNING event_id"
+         RETURNING event_id, endpoint_id"
     );
     with_tx!(db, |conn| {
         let claimed: Vec<Claimed> = diesel::sql_query(sql.as_str())
@@ -145,8 +157,8 @@ pub async fn claim(db: &Db, now: Timestamp, lease_until: i64, limit: i64) -> App
             .bind::<sql_types::BigInt, _>(lease_until)
             .load(conn)
             .await?;
-        let event_ids: Vec<String> = claimed.into_iter().map(|c| c.event_id).collect();
-        Ok(webhook_outbox::table
+        let event_ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+        let jobs: Vec<Job> = webhook_outbox::table
             .inner_join(webhook_events::table)
             .inner_join(webhook_endpoints::table)
             .filter(webhook_outbox::event_id.eq_any(&event_ids))
@@ -165,7 +177,16 @@ pub async fn claim(db: &Db, now: Timestamp, lease_until: i64, limit: i64) -> App
                 webhook_endpoints::disabled_at,
             ))
             .load(conn)
-            .await?)
+            .await?;
+        // Exactly the pairs this claim took, whatever else shares an event or a lease time.
+        Ok(jobs
+            .into_iter()
+            .filter(|j| {
+                claimed
+                    .iter()
+                    .any(|c| c.event_id == j.event_id && c.endpoint_id == j.endpoint_id)
+            })
+            .collect())
     })
 }
 

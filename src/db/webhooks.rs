@@ -1,6 +1,6 @@
 //! `webhook_endpoints` and the delivery log `webhook_deliveries`.
 use super::{
-    schema::{stores, webhook_deliveries, webhook_endpoints},
+    schema::{webhook_deliveries, webhook_endpoints},
     Db,
 };
 use crate::{
@@ -15,7 +15,8 @@ use crate::{
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+// No Debug: it holds the signing secret.
+#[derive(Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = webhook_endpoints, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct EndpointRow {
     pub id: String,
@@ -63,12 +64,7 @@ pub async fn create_endpoint(
         disabled_at: None,
     };
     with_tx!(db, |conn| {
-        let exists: i64 = stores::table
-            .filter(stores::id.eq(store_id.as_str()))
-            .count()
-            .get_result(conn)
-            .await?;
-        if exists == 0 {
+        if !store_exists!(conn, store_id.as_str()) {
             return Ok(None);
         }
         diesel::insert_into(webhook_endpoints::table)

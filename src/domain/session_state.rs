@@ -3,6 +3,13 @@
 //! UPDATE from `open`, so of any set of racing transitions exactly one takes effect.
 use super::time::Timestamp;
 
+/// A payment or a cancel must land at least this long before `expires_at`. Readers report
+/// EXPIRED from `expires_at` on; without the margin a transaction that checked the clock a
+/// moment earlier (or on a replica whose clock is a little behind) could still commit
+/// COMPLETED after a watcher was told EXPIRED. Two endings for one session is the one thing
+/// this service must never do.
+pub const ENDING_MARGIN_MICROS: i64 = 2_000_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Open,

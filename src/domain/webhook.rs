@@ -67,14 +67,29 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || ip.is_documentation()
         || a == 0
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments, 192.0.0.0/24
         || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, 100.64.0.0/10
         || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
         || a >= 240 // reserved
 }
 
 fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let seg = ip.segments();
+    let first = seg[0];
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    // Addresses that carry an IPv4 address are judged by it: NAT64 (64:ff9b::/96), 6to4
+    // (2002::/16) and IPv4-compatible (::/96).
+    if first == 0x0064 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+        return is_forbidden_v4(v4(seg[6], seg[7]));
+    }
+    if first == 0x2002 {
+        return is_forbidden_v4(v4(seg[1], seg[2]));
+    }
+    if seg[..6] == [0, 0, 0, 0, 0, 0] {
+        return true;
+    }
     ip.is_loopback()
+        || (first & 0xffc0) == 0xfec0 // deprecated site-local, fec0::/10
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
@@ -157,6 +172,11 @@ mod tests {
             "https://[::1]/hook",
             "https://[fe80::1]/hook",
             "https://[::ffff:192.168.1.1]/hook",
+            "https://[64:ff9b::a00:1]/hook",
+            "https://[2002:7f00:1::]/hook",
+            "https://[::127.0.0.1]/hook",
+            "https://[fec0::1]/hook",
+            "https://192.0.0.8/hook",
         ] {
             assert!(
                 WebhookUrl::parse(raw, Environment::Test, false).is_err(),

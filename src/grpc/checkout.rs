@@ -277,7 +277,7 @@ impl CheckoutService for Checkout {
         let id = session_id(&req.get_ref().session_id)?;
         let now = Timestamp::now();
         self.scoped(&caller, &id).await?; // tenancy: another store's session is NOT_FOUND
-        if !lifecycle::end(&self.db, &id, Status::Expired, false, now).await? {
+        if !lifecycle::end(&self.db, &id, Status::Expired, lifecycle::Until::Expiry).await? {
             // It was not open: it ended before, or in a race just now.
             let current = self.scoped(&caller, &id).await?;
             let status =

@@ -4,7 +4,10 @@ use super::{
     session_pb::{effective_status, session_id, session_not_found, Audience, SessionView},
 };
 use crate::{
-    db::{lifecycle, sessions, Db},
+    db::{
+        lifecycle::{self, Until},
+        sessions, Db,
+    },
     domain::{
         ids::SessionId,
         invalid::required_text,
@@ -41,6 +44,21 @@ impl Hosted {
     }
 }
 
+/// Why a payment or cancel did not take: the session's ending. A session still open was
+/// within the expiry margin (session_state::ENDING_MARGIN_MICROS): it is expiring.
+fn ended_status(stored: &sessions::StoredSession) -> AppResult<Status> {
+    Ok(
+        match effective_status(
+            &stored.session.status,
+            stored.session.expires_at,
+            Timestamp::now(),
+        )? {
+            Status::Open => Status::Expired,
+            ended => ended,
+        },
+    )
+}
+
 #[tonic::async_trait]
 impl HostedCheckoutService for Hosted {
     /// Exactly one order per session: the first payment wins; a retry with the same
@@ -53,8 +71,7 @@ impl HostedCheckoutService for Hosted {
         let r = req.into_inner();
         let id = session_id(&r.session_id)?;
         let reference = required_text("payment_reference", &r.payment_reference, 255)?;
-        let now = Timestamp::now();
-        if lifecycle::complete(&self.db, &id, &reference, now)
+        if lifecycle::complete(&self.db, &id, &reference)
             .await?
             .is_some()
         {
@@ -63,7 +80,7 @@ impl HostedCheckoutService for Hosted {
             return self.reply(self.current(&id).await?);
         }
         let stored = self.current(&id).await?;
-        let status = effective_status(&stored.session.status, stored.session.expires_at, now)?;
+        let status = ended_status(&stored)?;
         if status == Status::Completed {
             if lifecycle::payment_reference(&self.db, &id)
                 .await?
@@ -86,14 +103,13 @@ impl HostedCheckoutService for Hosted {
     ) -> Result<Response<pb::Session>, GrpcStatus> {
         platform(&req)?;
         let id = session_id(&req.get_ref().session_id)?;
-        let now = Timestamp::now();
-        if lifecycle::end(&self.db, &id, Status::Cancelled, true, now).await? {
+        if lifecycle::end(&self.db, &id, Status::Cancelled, Until::MarginBeforeExpiry).await? {
             self.hub.notify(id.as_str());
             self.metrics.session_ended("cancelled");
             return self.reply(self.current(&id).await?);
         }
         let stored = self.current(&id).await?;
-        match effective_status(&stored.session.status, stored.session.expires_at, now)? {
+        match ended_status(&stored)? {
             Status::Cancelled => self.reply(stored),
             status => Err(AppError::failed_precondition(already_ended(status)).into()),
         }

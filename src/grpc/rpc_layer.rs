@@ -12,6 +12,27 @@ use std::{
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// The method, for spans and metric labels: only the services this server has, so that
+/// arbitrary paths from unauthenticated callers cannot grow the label set.
+fn method_label(path: &str) -> String {
+    const SERVICES: [&str; 4] = [
+        "/checkout.v1.",
+        "/grpc.health.v1.Health/",
+        "/grpc.reflection.v1.ServerReflection/",
+        "/grpc.reflection.v1alpha.ServerReflection/",
+    ];
+    let known = SERVICES.iter().any(|s| path.starts_with(s))
+        && path.len() <= 128
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"./_".contains(&b));
+    if known {
+        path.trim_start_matches('/').to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
 #[derive(Clone)]
 pub struct RpcLayer(pub Arc<Metrics>);
 
@@ -60,7 +81,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
-        let method = req.uri().path().trim_start_matches('/').to_owned();
+        let method = method_label(req.uri().path());
         let span = tracing::info_span!(
             "rpc",
             otel.name = %method,

@@ -122,8 +122,9 @@ impl Watcher {
                     )
                 }
                 Err(e) => {
-                    // Keep the stream: the next wake-up reads again.
+                    // Keep the stream, and read again after a pause (not in a tight loop).
                     tracing::warn!(error = %e, session_id = %self.id, "watch: re-read failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };

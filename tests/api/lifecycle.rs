@@ -172,6 +172,30 @@ pub async fn cancel_and_expire_release_coupons(ctx: Ctx) {
         Code::FailedPrecondition,
         "Session has expired",
     );
+    assert_status(
+        expire(&app, &c, &late.id).await,
+        Code::FailedPrecondition,
+        "Session has expired",
+    );
+    // Within the last seconds before its expiry a session can no longer be paid or
+    // cancelled either: nobody may be told EXPIRED about a session that then completes.
+    let closing = created(&app, &c, paid(&c)).await;
+    let soon = checkout::domain::time::Timestamp::now().0 + 1_000_000;
+    app.sql(&format!(
+        "UPDATE sessions SET expires_at = {soon} WHERE id = '{}'",
+        closing.id
+    ))
+    .await;
+    assert_status(
+        complete(&app, &closing.id, "pay").await,
+        Code::FailedPrecondition,
+        "Session has expired",
+    );
+    assert_status(
+        cancel(&app, &closing.id).await,
+        Code::FailedPrecondition,
+        "Session has expired",
+    );
     // Another store's key cannot expire it.
     let other = crate::fixtures::shop(&app).await;
     let req = keyed(

@@ -99,6 +99,16 @@ pub async fn signed_events_are_delivered(ctx: Ctx) {
         (Some("USD"), Some(3998))
     );
     assert_eq!(data["lines"][0]["product_id"], c.widget.as_str());
+    // The SPEC's payload fields are at the top level too.
+    for field in [
+        "checkout_session_id",
+        "order_id",
+        "order_merchant_external_id",
+        "amount_total",
+        "currency",
+    ] {
+        assert_eq!(body[field], data[field], "{field}");
+    }
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
 
     // A free order and an expiry are events too.
