@@ -1,7 +1,10 @@
 //! One test per row of the SPEC section 4 error table: exact code, exact message, and
 //! `google.rpc.BadRequest` details on every INVALID_ARGUMENT.
 use crate::{
-    fixtures::{catalog, coupon, create, created, line, order, product, release, shop, Reply},
+    fixtures::{
+        catalog, coupon, create, created, line, order, product, release, shop, single_use_coupon,
+        Reply,
+    },
     helpers::{assert_status, bad_request_fields, keyed, Ctx, TestApp},
 };
 use checkout::pb::{self, create_coupon_request::Discount, CreateSessionRequest as Req};
@@ -397,13 +400,7 @@ pub async fn coupon_refusals(ctx: Ctx) {
 pub async fn refusals_write_nothing(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
-    let once = pb::CreateCouponRequest {
-        code: "ONCE".into(),
-        discount: Some(Discount::PercentOff(10)),
-        max_redemptions: 1,
-        ..Default::default()
-    };
-    coupon(&app, &c.shop.store_id, once).await;
+    single_use_coupon(&app, &c).await;
     let key = [("idempotency-key", "k-1")];
     let send = |req: Req| {
         let mut r = keyed(req, &c.shop.test_key, "test");

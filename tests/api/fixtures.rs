@@ -280,3 +280,14 @@ pub async fn get_session(
 pub fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
     t.as_ref().expect("timestamp").seconds
 }
+
+/// A coupon "ONCE": 10 % off, one redemption in all.
+pub async fn single_use_coupon(app: &TestApp, c: &Catalog) {
+    let once = pb::CreateCouponRequest {
+        code: "ONCE".into(),
+        discount: Some(pb::create_coupon_request::Discount::PercentOff(10)),
+        max_redemptions: 1,
+        ..Default::default()
+    };
+    coupon(app, &c.shop.store_id, once).await;
+}

@@ -1,10 +1,10 @@
 //! How sessions end: CompleteSession, CancelSession, ExpireSession and the sweeper, each
 //! exactly once, with coupon reservations released; and ListSessions.
 use crate::{
-    fixtures::{catalog, coupon, create, created, get_session, line, order, Catalog},
+    fixtures::{catalog, create, created, get_session, line, order, single_use_coupon, Catalog},
     helpers::{assert_status, keyed, Ctx, TestApp},
 };
-use checkout::pb::{self, create_coupon_request::Discount, CreateSessionRequest as Req};
+use checkout::pb::{self, CreateSessionRequest as Req};
 use std::time::Duration;
 use tonic::{Code, Response, Status};
 
@@ -108,13 +108,7 @@ pub async fn complete_creates_one_order(ctx: Ctx) {
 pub async fn cancel_and_expire_release_coupons(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
-    let once = pb::CreateCouponRequest {
-        code: "ONCE".into(),
-        discount: Some(Discount::PercentOff(10)),
-        max_redemptions: 1,
-        ..Default::default()
-    };
-    coupon(&app, &c.shop.store_id, once).await;
+    single_use_coupon(&app, &c).await;
     let with_coupon = || Req {
         coupon_code: "ONCE".into(),
         ..paid(&c)
@@ -300,13 +294,7 @@ pub async fn complete_cancel_expire_race(ctx: Ctx) {
 pub async fn sweeper_expires_within_a_second(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
-    let once = pb::CreateCouponRequest {
-        code: "ONCE".into(),
-        discount: Some(Discount::PercentOff(10)),
-        max_redemptions: 1,
-        ..Default::default()
-    };
-    coupon(&app, &c.shop.store_id, once).await;
+    single_use_coupon(&app, &c).await;
     let s = created(
         &app,
         &c,
