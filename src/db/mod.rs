@@ -30,21 +30,22 @@ macro_rules! with_tx {
     ($db:expr, |$conn:ident| $body:block) => {
         match $db {
             $crate::db::Db::Sqlite { pool, writer } => {
-                let _writer = writer.lock().await;
+                let span = tracing::info_span!("db.transaction", db.system = "sqlite");
+                let _writer = tracing::Instrument::instrument(writer.lock(), span.clone()).await;
                 let mut pooled = pool.get().await?;
-                pooled
-                    .immediate_transaction(
-                        async |$conn: &mut $crate::db::SqliteConn| -> Result<_, $crate::error::AppError> { $body },
-                    )
-                    .await
+                let tx = pooled.immediate_transaction(
+                    async |$conn: &mut $crate::db::SqliteConn| -> Result<_, $crate::error::AppError> { $body },
+                );
+                tracing::Instrument::instrument(tx, span).await
             }
             $crate::db::Db::Postgres { pool } => {
+                let span = tracing::info_span!("db.transaction", db.system = "postgresql");
                 let mut pooled = pool.get().await?;
-                diesel_async::AsyncConnection::transaction(
+                let tx = diesel_async::AsyncConnection::transaction(
                     &mut *pooled,
                     async |$conn: &mut diesel_async::AsyncPgConnection| -> Result<_, $crate::error::AppError> { $body },
-                )
-                .await
+                );
+                tracing::Instrument::instrument(tx, span).await
             }
         }
     };

@@ -84,6 +84,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         session_views::store_slug_rights,
         session_views::free_orders,
         session_views::get_session_views,
+        session_views::unexpected_failures_are_opaque,
         idempotency::same_key_same_session,
         idempotency::finished_session_refuses_its_key,
         idempotency::concurrent_same_key_creates_one_session,

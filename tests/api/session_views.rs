@@ -176,3 +176,27 @@ pub async fn get_session_views(ctx: Ctx) {
     let r = get_session(&app, &c.shop.test_key, "test", "").await;
     assert_status(r, Code::InvalidArgument, "session_id is required");
 }
+
+/// Anything unexpected is INTERNAL `Internal server error`, with nothing of its cause (no
+/// SQL, no stored data, no stack trace) in the reply.
+pub async fn unexpected_failures_are_opaque(ctx: Ctx) {
+    let app = TestApp::spawn(&ctx).await;
+    let c = catalog(&app).await;
+    let s = created(&app, &c, order(vec![line(&c.widget, 1)], "USD")).await;
+    // Data no version of this service writes: the read cannot be served.
+    app.sql(&format!(
+        "UPDATE sessions SET metadata = 'not json' WHERE id = '{}'",
+        s.id
+    ))
+    .await;
+    let status = get_session(&app, &c.shop.test_key, "test", &s.id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Internal, "Internal server error")
+    );
+    assert!(
+        status.details().is_empty() && status.metadata().get("grpc-status-details-bin").is_none()
+    );
+}

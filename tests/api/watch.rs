@@ -184,6 +184,10 @@ pub fn postgres_only() -> Vec<(&'static str, TestFn)> {
             "postgres_only::watch::listener_reconnects_and_resyncs",
             |ctx| Box::pin(listener_reconnects_and_resyncs(ctx)),
         ),
+        (
+            "postgres_only::watch::endings_race_across_replicas",
+            |ctx| Box::pin(endings_race_across_replicas(ctx)),
+        ),
     ]
 }
 
@@ -253,5 +257,45 @@ async fn listener_reconnects_and_resyncs(ctx: Ctx) {
                 .unwrap(),
             done
         );
+    }
+}
+
+/// Payments, cancels and expiries for one session, split over two replicas: one ending.
+async fn endings_race_across_replicas(ctx: Ctx) {
+    let (a, b) = replicas(&ctx).await;
+    let c = catalog(&a).await;
+    for _ in 0..5 {
+        let s = created(&a, &c, order(vec![line(&c.widget, 1)], "USD")).await;
+        let mut calls = Vec::new();
+        for (i, app) in [&a, &b].into_iter().cycle().take(10).enumerate() {
+            let id = s.id.clone();
+            let (mut hosted, token) = (app.hosted(), app.platform_token.clone());
+            calls.push(tokio::spawn(async move {
+                let auth = [("authorization", format!("Bearer {token}"))];
+                let md: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                if i % 3 == 2 {
+                    let req =
+                        crate::helpers::with_md(pb::CancelSessionRequest { session_id: id }, &md);
+                    hosted.cancel_session(req).await
+                } else {
+                    let req = pb::CompleteSessionRequest {
+                        session_id: id,
+                        payment_reference: format!("pay_{i}"),
+                    };
+                    hosted
+                        .complete_session(crate::helpers::with_md(req, &md))
+                        .await
+                }
+            }));
+        }
+        let mut endings = Vec::new();
+        for call in calls {
+            if let Ok(r) = call.await.unwrap() {
+                let s = r.into_inner();
+                endings.push((s.status, s.order_id));
+            }
+        }
+        endings.dedup();
+        assert_eq!(endings.len(), 1, "one ending, one order: {endings:?}");
     }
 }
