@@ -328,9 +328,12 @@ pub async fn coupon_refusals(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
     let store = &c.shop.store_id;
+    // Expires 3 s from now (exactly, not rounded to a second), so a busy machine cannot
+    // make it expire before it is created; the test waits for that moment below.
+    let expiry = checkout::domain::time::Timestamp::now().0 + 3_000_000;
     let soon = prost_types::Timestamp {
-        seconds: checkout::domain::time::Timestamp::now().seconds() + 1,
-        nanos: 0,
+        seconds: expiry / 1_000_000,
+        nanos: ((expiry % 1_000_000) * 1_000) as i32,
     };
     let p = |code: &str| pb::CreateCouponRequest {
         code: code.into(),
@@ -389,7 +392,8 @@ pub async fn coupon_refusals(ctx: Ctx) {
         create(&app, &c, with("NOPE")).await,
         "couponCode: NOPE (not found)",
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let wait = expiry + 50_000 - checkout::domain::time::Timestamp::now().0;
+    tokio::time::sleep(std::time::Duration::from_micros(wait.max(0) as u64)).await;
     invalid(
         create(&app, &c, with("SOON")).await,
         "couponCode: SOON (expired)",

@@ -218,7 +218,7 @@ async fn change_on_another_replica_reaches_watchers(ctx: Ctx) {
     let done = complete(&b, &s.id, "pay").await.unwrap();
     for mut stream in streams {
         assert_eq!(
-            next_within(&mut stream, Duration::from_secs(3))
+            next_within(&mut stream, Duration::from_secs(5))
                 .await
                 .session
                 .unwrap(),
