@@ -122,6 +122,15 @@ impl Db {
         (state.connections, state.idle_connections)
     }
 
+    /// The locking clause for claiming work rows: on Postgres, replicas skip rows another
+    /// one holds; SQLite has one writer at a time and no such clause.
+    pub fn skip_locked(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "",
+            Db::Postgres { .. } => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Db::Sqlite { .. } => Backend::Sqlite,

@@ -183,10 +183,7 @@ pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec
     if due.is_none() {
         return Ok(Vec::new());
     }
-    let lock = match db.backend() {
-        super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        super::Backend::Sqlite => "",
-    };
+    let lock = db.skip_locked();
     // `$1` is the same bind on both backends (SQLite reads it as a named parameter).
     let claim = format!(
         "UPDATE sessions SET status = 'expired', ended_at = $1 \

@@ -3,7 +3,7 @@
 use super::{
     schema::{webhook_deliveries, webhook_endpoints, webhook_events, webhook_outbox},
     sessions::{LineRow, SessionRow},
-    Backend, Db,
+    Db,
 };
 use crate::{
     domain::{
@@ -139,10 +139,7 @@ pub async fn claim(db: &Db, now: Timestamp, lease_until: i64, limit: i64) -> App
     if due.is_none() {
         return Ok(Vec::new());
     }
-    let lock = match db.backend() {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = db.skip_locked();
     let due = "state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)";
     // SQLite numbers `$N` parameters by their first appearance in the text, Postgres by N:
     // `$1` must appear before `$2` for one bind order to suit both.

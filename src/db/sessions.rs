@@ -83,6 +83,33 @@ fn attach(
         .collect()
 }
 
+/// One session with its lines; `scope` limits it to one store and environment. The lines
+/// are read only when the session exists.
+async fn fetch(
+    db: &Db,
+    id: &SessionId,
+    scope: Option<(&StoreId, Environment)>,
+) -> AppResult<Option<StoredSession>> {
+    Ok(Some(with_conn!(db, |conn| {
+        let mut q = sessions::table
+            .find(id.as_str())
+            .select(SessionRow::as_select())
+            .into_boxed();
+        if let Some((store, env)) = scope {
+            q = q
+                .filter(sessions::store_id.eq(store.as_str()))
+                .filter(sessions::environment.eq(env.as_str()));
+        }
+        let Some(session) = q.first(conn).await.optional()? else {
+            return Ok(None);
+        };
+        let lines = lines_of!(conn, [id.as_str()])
+            .remove(id.as_str())
+            .unwrap_or_default();
+        StoredSession { session, lines }
+    })))
+}
+
 /// The session if it belongs to this store and environment. Any other session is
 /// indistinguishable from one that does not exist.
 pub async fn get(
@@ -91,32 +118,12 @@ pub async fn get(
     store: &StoreId,
     env: Environment,
 ) -> AppResult<Option<StoredSession>> {
-    let found = with_conn!(db, |conn| {
-        let found: Vec<SessionRow> = sessions::table
-            .find(id.as_str())
-            .filter(sessions::store_id.eq(store.as_str()))
-            .filter(sessions::environment.eq(env.as_str()))
-            .select(SessionRow::as_select())
-            .load(conn)
-            .await?;
-        let lines = lines_of!(conn, [id.as_str()]);
-        attach(found, lines)
-    });
-    Ok(found.into_iter().next())
+    fetch(db, id, Some((store, env))).await
 }
 
 /// Any session by id: the platform's view, across stores and environments.
 pub async fn get_any(db: &Db, id: &SessionId) -> AppResult<Option<StoredSession>> {
-    let found = with_conn!(db, |conn| {
-        let found: Vec<SessionRow> = sessions::table
-            .find(id.as_str())
-            .select(SessionRow::as_select())
-            .load(conn)
-            .await?;
-        let lines = lines_of!(conn, [id.as_str()]);
-        attach(found, lines)
-    });
-    Ok(found.into_iter().next())
+    fetch(db, id, None).await
 }
 
 #[derive(Debug, Clone, Default)]

@@ -43,6 +43,22 @@ pub async fn next_within(
         .expect("the stream is still open")
 }
 
+/// `n` watchers of one session, each past its first event (the current state).
+pub async fn watchers(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+    n: usize,
+) -> Vec<Streaming<pb::SessionEvent>> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = watch(app, key, id).await;
+        next(&mut stream).await;
+        streams.push(stream);
+    }
+    streams
+}
+
 /// Whether the stream ended cleanly (within 5 s).
 pub async fn ended(stream: &mut Streaming<pb::SessionEvent>) -> bool {
     matches!(
@@ -135,12 +151,7 @@ pub async fn many_watchers_see_the_end(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
     let s = created(&app, &c, order(vec![line(&c.widget, 1)], "USD")).await;
-    let mut streams = Vec::new();
-    for _ in 0..100 {
-        let mut stream = watch(&app, &c.shop.test_key, &s.id).await;
-        next(&mut stream).await;
-        streams.push(stream);
-    }
+    let streams = watchers(&app, &c.shop.test_key, &s.id, 100).await;
     complete(&app, &s.id, "pay").await.unwrap();
     for mut stream in streams {
         assert_eq!(
@@ -156,12 +167,7 @@ pub async fn shutdown_ends_open_streams(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let c = catalog(&app).await;
     let s = created(&app, &c, order(vec![line(&c.widget, 1)], "USD")).await;
-    let mut streams = Vec::new();
-    for _ in 0..10 {
-        let mut stream = watch(&app, &c.shop.test_key, &s.id).await;
-        next(&mut stream).await;
-        streams.push(stream);
-    }
+    let streams = watchers(&app, &c.shop.test_key, &s.id, 10).await;
     app.stop(Duration::from_secs(3)).await;
     for mut stream in streams {
         let end = tokio::time::timeout(Duration::from_secs(3), stream.message())
@@ -209,12 +215,7 @@ async fn change_on_another_replica_reaches_watchers(ctx: Ctx) {
     let (a, b) = replicas(&ctx).await;
     let c = catalog(&a).await;
     let s = created(&a, &c, order(vec![line(&c.widget, 1)], "USD")).await;
-    let mut streams = Vec::new();
-    for _ in 0..100 {
-        let mut stream = watch(&a, &c.shop.test_key, &s.id).await;
-        next(&mut stream).await;
-        streams.push(stream);
-    }
+    let streams = watchers(&a, &c.shop.test_key, &s.id, 100).await;
     let done = complete(&b, &s.id, "pay").await.unwrap();
     for mut stream in streams {
         assert_eq!(
@@ -234,12 +235,7 @@ async fn listener_reconnects_and_resyncs(ctx: Ctx) {
     let (a, b) = replicas(&ctx).await;
     let c = catalog(&a).await;
     let s = created(&a, &c, order(vec![line(&c.widget, 1)], "USD")).await;
-    let mut streams = Vec::new();
-    for _ in 0..10 {
-        let mut stream = watch(&a, &c.shop.test_key, &s.id).await;
-        next(&mut stream).await;
-        streams.push(stream);
-    }
+    let streams = watchers(&a, &c.shop.test_key, &s.id, 10).await;
     let db = a.db.url.rsplit('/').next().unwrap().to_owned();
     // Both replicas listen; kill both listeners, and fail if there was none to kill.
     a.sql(&format!(
