@@ -85,8 +85,16 @@ impl From<DieselError> for AppError {
             // diesel-async's name for a connection that broke mid-request.
             DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-            // SQLite: another writer held the lock past busy_timeout.
-            DieselError::DatabaseError(_, info) => info.message().contains("database is locked"),
+            // SQLite: another writer held the lock past busy_timeout. PostgreSQL: the backend
+            // was terminated or the server is going down or coming up (SQLSTATE class 57,
+            // which diesel does not expose; its messages are stable). The connection is gone
+            // and is discarded; a retry gets another.
+            DieselError::DatabaseError(_, info) => {
+                let m = info.message();
+                m.contains("database is locked")
+                    || m.starts_with("terminating connection")
+                    || m.starts_with("the database system is")
+            }
             _ => false,
         };
         if retryable {

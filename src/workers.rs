@@ -4,6 +4,7 @@ use crate::{
     db::{lifecycle, outbox, Db},
     domain::time::Timestamp,
     events::Hub,
+    grpc::auth_cache::AuthCache,
     metrics::{Metrics, Snapshot},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -59,6 +60,8 @@ pub fn spawn_sweeper(
 }
 
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";
+/// A key or store changed: replicas drop their cached credentials (grpc::auth_cache).
+pub const AUTH_CHANGES_CHANNEL: &str = "checkout_auth_changes";
 /// The listener's connection is findable (and killable, in tests) by this name.
 pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
 
@@ -69,12 +72,13 @@ pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
 pub fn spawn_pg_listener(
     url: String,
     hub: Arc<Hub>,
+    auth: Arc<AuthCache>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let session = listen(&url, &hub, &mut shutdown).await;
+            let session = listen(&url, &hub, &auth, &mut shutdown).await;
             if *shutdown.borrow() {
                 return;
             }
@@ -93,16 +97,24 @@ pub fn spawn_pg_listener(
 /// How long the listener waits for the database before treating the connection as dead.
 const LISTENER_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn listen(
+    url: &str,
+    hub: &Hub,
+    auth: &AuthCache,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut conn = tokio::select! {
         conn = tokio::time::timeout(LISTENER_TIMEOUT, AsyncPgConnection::establish(url)) => conn??,
         _ = shutdown.wait_for(|s| *s) => return Ok(()),
     };
     let listen = format!(
-        "SET application_name = '{LISTENER_APPLICATION_NAME}'; LISTEN {SESSION_EVENTS_CHANNEL}"
+        "SET application_name = '{LISTENER_APPLICATION_NAME}'; \
+         LISTEN {SESSION_EVENTS_CHANNEL}; LISTEN {AUTH_CHANGES_CHANNEL}"
     );
     tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute(&listen)).await??;
     tracing::info!("listening for session events");
+    // Anything may have changed while no one listened.
+    auth.clear();
     hub.notify_all();
     loop {
         {
@@ -112,6 +124,7 @@ async fn listen(url: &str, hub: &Hub, shutdown: &mut watch::Receiver<bool>) -> a
             loop {
                 tokio::select! {
                     event = events.next() => match event {
+                        Some(Ok(n)) if n.channel == AUTH_CHANGES_CHANNEL => auth.clear(),
                         Some(Ok(n)) => hub.notify(&n.payload),
                         Some(Err(e)) => return Err(e.into()),
                         None => anyhow::bail!("notification stream ended"),

@@ -54,6 +54,7 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     let admin = Admin {
         db,
         webhook_allow_private_targets: args.webhook_allow_private_targets,
+        auth_cache: Default::default(),
     };
     match args.op {
         AdminOp::CreateStore {

@@ -5,7 +5,47 @@
 //! SQLite runs in WAL mode with a busy timeout, and every write transaction is
 //! `BEGIN IMMEDIATE` behind one in-process writer lock: SQLite allows one writer at a time,
 //! and taking the write lock up front means a transaction never fails half-way when it
-//! upgrades from reading to writing.
+//! upgrades from reading to writing. Its statements run inline (`connect::Inline`).
+//!
+//! Inside a body, `pipeline!(c => [q1(c), q2(c), …])` runs independent statements and
+//! returns their results as a tuple: on PostgreSQL they are sent together and cost one
+//! round trip (diesel-async pipelining), on SQLite they simply run one after the other.
+
+/// PostgreSQL side of `pipeline!`: every statement is sent before any answer is awaited.
+macro_rules! pipeline_pg {
+    ($conn:ident, $c:ident => [$($q:expr),+]) => {{
+        let shared: &diesel_async::AsyncPgConnection = &*$conn;
+        futures_util::try_join!($({
+            let $c = &mut &*shared;
+            $q
+        }),+)?
+    }};
+}
+
+/// SQLite side of `pipeline!`: the same statements in order (each returns at once).
+macro_rules! pipeline_sqlite {
+    ($conn:ident, $c:ident => [$($q:expr),+]) => {
+        ($({
+            let $c = &mut *$conn;
+            $q.await?
+        },)+)
+    };
+}
+
+/// Defines `pipeline!` for one arm of `with_conn!`/`with_tx!`. Local macros cannot repeat
+/// (`$(…)*` would be read by the outer macro), hence one rule per arity.
+macro_rules! define_pipeline {
+    ($with:ident, $conn:ident) => {
+        #[allow(unused_macros)]
+        macro_rules! pipeline {
+            ($c:ident => [$a:expr, $b:expr]) => { $with!($conn, $c => [$a, $b]) };
+            ($c:ident => [$a:expr, $b:expr, $d:expr]) => { $with!($conn, $c => [$a, $b, $d]) };
+            ($c:ident => [$a:expr, $b:expr, $d:expr, $e:expr]) => { $with!($conn, $c => [$a, $b, $d, $e]) };
+            ($c:ident => [$a:expr, $b:expr, $d:expr, $e:expr, $f:expr]) => { $with!($conn, $c => [$a, $b, $d, $e, $f]) };
+            ($c:ident => [$a:expr, $b:expr, $d:expr, $e:expr, $f:expr, $g:expr]) => { $with!($conn, $c => [$a, $b, $d, $e, $f, $g]) };
+        }
+    };
+}
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use.
 macro_rules! with_conn {
@@ -14,11 +54,13 @@ macro_rules! with_conn {
             $crate::db::Db::Sqlite { pool, .. } => {
                 let mut pooled = pool.get().await?;
                 let $conn: &mut $crate::db::SqliteConn = &mut pooled;
+                define_pipeline!(pipeline_sqlite, $conn);
                 $body
             }
             $crate::db::Db::Postgres { pool } => {
                 let mut pooled = pool.get().await?;
                 let $conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
+                define_pipeline!(pipeline_pg, $conn);
                 $body
             }
         }
@@ -33,9 +75,20 @@ macro_rules! with_tx {
                 let span = tracing::info_span!("db.transaction", db.system = "sqlite");
                 let _writer = tracing::Instrument::instrument(writer.lock(), span.clone()).await;
                 let mut pooled = pool.get().await?;
-                let tx = pooled.immediate_transaction(
-                    async |$conn: &mut $crate::db::SqliteConn| -> Result<_, $crate::error::AppError> { $body },
-                );
+                let $conn: &mut $crate::db::SqliteConn = &mut pooled;
+                // Statements run inline (no await suspends between BEGIN and COMMIT), so a
+                // cancelled call cannot leave the transaction open.
+                let tx = async {
+                    $crate::db::connect::begin_immediate($conn).await?;
+                    // A closure, so that `return` and `?` in the body leave the body only.
+                    #[allow(clippy::redundant_closure_call)]
+                    let result = (async || -> Result<_, $crate::error::AppError> {
+                        define_pipeline!(pipeline_sqlite, $conn);
+                        $body
+                    })()
+                    .await;
+                    $crate::db::connect::finish($conn, result).await
+                };
                 tracing::Instrument::instrument(tx, span).await
             }
             $crate::db::Db::Postgres { pool } => {
@@ -43,7 +96,10 @@ macro_rules! with_tx {
                 let mut pooled = pool.get().await?;
                 let tx = diesel_async::AsyncConnection::transaction(
                     &mut *pooled,
-                    async |$conn: &mut diesel_async::AsyncPgConnection| -> Result<_, $crate::error::AppError> { $body },
+                    async |$conn: &mut diesel_async::AsyncPgConnection| -> Result<_, $crate::error::AppError> {
+                        define_pipeline!(pipeline_pg, $conn);
+                        $body
+                    },
                 );
                 tracing::Instrument::instrument(tx, span).await
             }
@@ -163,38 +219,58 @@ pub(crate) fn stored<T>(what: &str, value: Option<T>) -> Result<T, AppError> {
     value.ok_or_else(|| AppError::internal(format!("unexpected stored value for {what}")))
 }
 
-/// A multi-row INSERT on either backend, in the caller's transaction.
+/// A multi-row INSERT on either backend, in the caller's transaction (or pipeline).
 ///
 /// diesel runs SQLite batch inserts (SQLite has no `DEFAULT` keyword in VALUES) only on
-/// synchronous connections, so on SQLite the statement runs in one blocking call on the
-/// wrapped connection: a single hop for all rows, never one per row.
+/// synchronous connections, so on SQLite the statement runs in one call on the wrapped
+/// connection: a single statement for all rows, never one per row. Taking the connection
+/// by value lets a pipelined PostgreSQL statement (`&mut &AsyncPgConnection`) return a
+/// future that outlives the temporary it was called on.
 pub trait InsertBatch<Stmt> {
-    fn insert_batch(
-        &mut self,
-        stmt: Stmt,
-    ) -> futures_util::future::BoxFuture<'_, diesel::QueryResult<usize>>;
+    type Future;
+    fn insert_batch(self, stmt: Stmt) -> Self::Future;
 }
 
-impl<Stmt> InsertBatch<Stmt> for diesel_async::AsyncPgConnection
+type Executed<'a> = futures_util::future::BoxFuture<'a, diesel::QueryResult<usize>>;
+
+impl<'c, Stmt> InsertBatch<Stmt> for &'c mut diesel_async::AsyncPgConnection
 where
-    Stmt: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send + 'static,
+    Stmt: diesel_async::methods::ExecuteDsl<diesel_async::AsyncPgConnection> + Send + 'c,
 {
-    fn insert_batch(
-        &mut self,
-        stmt: Stmt,
-    ) -> futures_util::future::BoxFuture<'_, diesel::QueryResult<usize>> {
+    type Future = Executed<'c>;
+    fn insert_batch(self, stmt: Stmt) -> Executed<'c> {
         Box::pin(diesel_async::RunQueryDsl::execute(stmt, self))
     }
 }
 
-impl<Stmt> InsertBatch<Stmt> for SqliteConn
+impl<'a, Stmt> InsertBatch<Stmt> for &mut &'a diesel_async::AsyncPgConnection
+where
+    Stmt: diesel_async::methods::ExecuteDsl<&'a diesel_async::AsyncPgConnection> + Send + 'a,
+{
+    type Future = Executed<'a>;
+    fn insert_batch(self, stmt: Stmt) -> Executed<'a> {
+        let mut shared = *self; // copies the shared reference, which lives for 'a
+        Box::pin(async move { diesel_async::RunQueryDsl::execute(stmt, &mut shared).await })
+    }
+}
+
+impl<'c, Stmt> InsertBatch<Stmt> for &'c mut SqliteConn
 where
     Stmt: diesel::query_dsl::methods::ExecuteDsl<diesel::SqliteConnection> + Send + 'static,
 {
-    fn insert_batch(
-        &mut self,
-        stmt: Stmt,
-    ) -> futures_util::future::BoxFuture<'_, diesel::QueryResult<usize>> {
+    type Future = Executed<'c>;
+    fn insert_batch(self, stmt: Stmt) -> Executed<'c> {
         self.spawn_blocking(move |conn| diesel::query_dsl::methods::ExecuteDsl::execute(stmt, conn))
+    }
+}
+
+/// A statement that runs only when there is something for it to do, as one element of a
+/// `pipeline!` (whose elements are fixed in number).
+pub async fn optional<T>(
+    statement: Option<impl std::future::Future<Output = diesel::QueryResult<T>>>,
+) -> diesel::QueryResult<Option<T>> {
+    match statement {
+        Some(s) => s.await.map(Some),
+        None => Ok(None),
     }
 }

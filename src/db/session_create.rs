@@ -1,8 +1,10 @@
-//! CreateSession's one transaction: claim the idempotency key, lock the lines against the
-//! catalog, reserve the coupon, write the session (and, for a free order, the order).
-//! Decisions are the domain's; this file fetches facts in batches and writes the result.
+//! CreateSession's one transaction, in phases: read every fact (and claim the idempotency
+//! key) in one round trip, decide in the domain (`domain::session_plan`), then reserve the
+//! coupon and write the session in one more. With BEGIN and COMMIT that is four round trips
+//! on PostgreSQL (pipelined statements travel together); SQLite runs the same statements
+//! inline, one after the other.
 use super::{
-    outbox,
+    optional, outbox,
     schema::{
         coupons, idempotency_keys, orders, product_activations, product_version_prices,
         product_versions, products, session_lines, sessions, store_return_origins, stores,
@@ -15,12 +17,13 @@ use crate::{
         catalog::{BillingPeriod, Discount},
         checkout::SessionRequest,
         ids::{random_base62, OrderId, SessionId, StoreId},
-        lock::{lock_lines, LockedLine, ProductFacts, VersionFacts},
+        lock::{ProductFacts, VersionFacts},
         money::MinorUnit,
-        pricing::{self, coupon_refusal, CouponTerms},
-        store::{return_url, Origin},
+        pricing::{coupon_refusal, CouponTerms},
+        session_plan::{plan_session, CreateFacts, SessionPlan, StoredCoupon},
+        store::Origin,
         time::Timestamp,
-        Environment, Rejection,
+        Environment,
     },
     error::{AppError, AppResult},
 };
@@ -99,11 +102,12 @@ fn to_json(map: &impl serde::Serialize) -> AppResult<String> {
     serde_json::to_string(map).map_err(|e| AppError::internal(format!("encoding JSON: {e}")))
 }
 
-fn line_rows(session_id: &str, locked: &[LockedLine]) -> AppResult<Vec<LineRow>> {
-    locked
+fn line_rows(session_id: &str, plan: &SessionPlan) -> AppResult<Vec<LineRow>> {
+    plan.lines
         .iter()
+        .zip(&plan.line_totals)
         .enumerate()
-        .map(|(i, l)| {
+        .map(|(i, (l, total))| {
             let r = &l.request;
             Ok(LineRow {
                 session_id: session_id.to_owned(),
@@ -113,7 +117,7 @@ fn line_rows(session_id: &str, locked: &[LockedLine]) -> AppResult<Vec<LineRow>>
                 product_name: l.product_name.clone(),
                 unit_amount: l.unit_amount.get(),
                 quantity: r.quantity,
-                amount_total: pricing::line_total(l.unit_amount, r.quantity)?.get(),
+                amount_total: total.get(),
                 billing_period: l.billing_period.as_str().to_owned(),
                 trial_days: l.trial_days,
                 subscription: r.subscription,
@@ -127,209 +131,214 @@ fn line_rows(session_id: &str, locked: &[LockedLine]) -> AppResult<Vec<LineRow>>
         .collect()
 }
 
-pub async fn create(db: &Db, plan: &CreatePlan<'_>) -> AppResult<Created> {
-    let req = plan.request;
-    let env = plan.environment.as_str();
-    let store_id = plan.store_id.as_str();
+/// The session row a plan becomes.
+fn session_row(
+    create: &CreatePlan<'_>,
+    plan: &SessionPlan,
+    session_id: &str,
+    store_name: String,
+) -> AppResult<SessionRow> {
+    let req = create.request;
+    let now = create.now.0;
+    let free = plan.is_free();
+    Ok(SessionRow {
+        id: session_id.to_owned(),
+        store_id: create.store_id.to_string(),
+        environment: create.environment.as_str().to_owned(),
+        status: if free { "completed" } else { "open" }.to_owned(),
+        currency: req.currency.clone(),
+        amount_subtotal: plan.totals.subtotal.get(),
+        amount_discount: plan.totals.discount.get(),
+        amount_total: plan.totals.total.get(),
+        success_url: plan.success_url.clone(),
+        cancel_url: plan.cancel_url.clone(),
+        auto_redirect: req.auto_redirect,
+        customer_id: req.customer_id.clone(),
+        buyer_email: req.buyer_email.as_ref().map(|e| e.as_str().to_owned()),
+        billing_detail: req
+            .billing_detail
+            .as_ref()
+            .map(|b| to_json(&b.0))
+            .transpose()?,
+        metadata: to_json(&req.metadata)?,
+        order_merchant_external_id: req.order_merchant_external_id.clone(),
+        affiliate_code: req.affiliate_code.clone(),
+        coupon_id: plan.coupon_id.clone(),
+        coupon_code: req.coupon_code.as_deref().map(str::to_ascii_uppercase),
+        store_name,
+        with_trial: req.with_trial,
+        client_token: format!("ct_{}", random_base62(43)),
+        order_id: free.then(|| OrderId::generate().to_string()),
+        created_at: now,
+        expires_at: now + req.ttl_seconds * 1_000_000,
+        completed_at: free.then_some(now),
+        ended_at: free.then_some(now),
+    })
+}
+
+type CouponRow = (
+    String,
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn stored_coupon(row: CouponRow) -> AppResult<StoredCoupon> {
+    let (id, percent_off, amount_off, currency, expires_at, minimum_amount) = row;
+    let discount = match (percent_off, amount_off) {
+        (Some(p), _) => Discount::PercentOff(p),
+        (None, a) => Discount::AmountOff(MinorUnit::new("amount_off", stored("coupon", a)?)?),
+    };
+    Ok(StoredCoupon {
+        id,
+        terms: CouponTerms {
+            discount,
+            currency,
+            expires_at,
+            minimum_amount,
+        },
+    })
+}
+
+pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
+    let req = create.request;
+    let env = create.environment.as_str();
+    let store_id = create.store_id.as_str();
     let session_id = SessionId::generate().to_string();
     let product_ids = req.product_ids();
     let coupon_code = req.coupon_code.as_deref().map(str::to_ascii_uppercase);
+    let key = create.idempotency_key;
     with_tx!(db, |conn| {
-        if let Some(key) = plan.idempotency_key {
-            let claimed = diesel::insert_into(idempotency_keys::table)
-                .values((
-                    idempotency_keys::store_id.eq(store_id),
-                    idempotency_keys::environment.eq(env),
-                    idempotency_keys::key.eq(key),
-                    idempotency_keys::request_hash.eq(plan.fingerprint),
-                    idempotency_keys::session_id.eq(&session_id),
-                    idempotency_keys::created_at.eq(plan.now.0),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if claimed == 0 {
-                let (session_id, fingerprint) = idempotency_keys::table
+        // Round trip 1. The key is claimed first: a concurrent request with the same key
+        // waits here for the first one's commit, and the SELECT after it then sees who won.
+        let (_, claim, store_name, origins, products, coupon) = pipeline!(c => [
+            optional(key.map(|key| {
+                diesel::insert_into(idempotency_keys::table)
+                    .values((
+                        idempotency_keys::store_id.eq(store_id),
+                        idempotency_keys::environment.eq(env),
+                        idempotency_keys::key.eq(key),
+                        idempotency_keys::request_hash.eq(create.fingerprint),
+                        idempotency_keys::session_id.eq(&session_id),
+                        idempotency_keys::created_at.eq(create.now.0),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(c)
+            })),
+            optional(key.map(|key| {
+                idempotency_keys::table
                     .find((store_id, env, key))
                     .select((idempotency_keys::session_id, idempotency_keys::request_hash))
-                    .first::<(String, String)>(conn)
-                    .await?;
+                    .load::<(String, String)>(c)
+            })),
+            stores::table
+                .find(store_id)
+                .select(stores::name)
+                .load::<String>(c),
+            store_return_origins::table
+                .filter(store_return_origins::store_id.eq(store_id))
+                .select(store_return_origins::origin)
+                .load::<String>(c),
+            // Every product of the request, with the version sold in this environment and
+            // its price in the session's currency.
+            products::table
+                .left_join(
+                    product_activations::table.on(product_activations::product_id
+                        .eq(products::id)
+                        .and(product_activations::environment.eq(env))),
+                )
+                .left_join(
+                    product_versions::table
+                        .on(product_versions::id.eq(product_activations::product_version_id)),
+                )
+                .left_join(
+                    product_version_prices::table.on(product_version_prices::product_version_id
+                        .eq(product_versions::id)
+                        .and(product_version_prices::currency.eq(&req.currency))),
+                )
+                .filter(products::id.eq_any(&product_ids))
+                .select((
+                    products::id,
+                    products::store_id,
+                    products::name,
+                    products::active,
+                    products::requires_server_selection,
+                    product_versions::id.nullable(),
+                    product_versions::billing_period.nullable(),
+                    product_versions::trial_days.nullable(),
+                    product_version_prices::unit_amount.nullable(),
+                ))
+                .load::<ProductRow>(c),
+            optional(coupon_code.as_ref().map(|code| {
+                coupons::table
+                    .filter(coupons::store_id.eq(store_id))
+                    .filter(coupons::code.eq(code))
+                    .select((
+                        coupons::id,
+                        coupons::percent_off,
+                        coupons::amount_off,
+                        coupons::currency,
+                        coupons::expires_at,
+                        coupons::minimum_amount,
+                    ))
+                    .load::<CouponRow>(c)
+            }))
+        ]);
+        if let Some((owner, fingerprint)) = claim.and_then(|rows| rows.into_iter().next()) {
+            if owner != session_id {
                 return Ok(Created::Replay {
-                    session_id,
+                    session_id: owner,
                     fingerprint,
                 });
             }
         }
 
-        let store_name: String = stores::table
-            .find(store_id)
-            .select(stores::name)
-            .first(conn)
-            .await?;
-        let origins: Vec<Origin> = store_return_origins::table
-            .filter(store_return_origins::store_id.eq(store_id))
-            .select(store_return_origins::origin)
-            .load::<String>(conn)
-            .await?
-            .into_iter()
-            .map(Origin::from_trusted)
-            .collect();
-        if origins.is_empty() {
-            return Err(Rejection::Precondition(
-                "API checkout is not enabled for this store.".into(),
-            )
-            .into());
-        }
-        let urls = [
-            ("successUrl", "success_url", &req.success_url),
-            ("cancelUrl", "cancel_url", &req.cancel_url),
-        ];
-        let mut checked = Vec::with_capacity(2);
-        for (label, field, url) in urls {
-            let url = url
-                .as_deref()
-                .map(|u| return_url(label, field, u, &origins, plan.environment))
-                .transpose()?;
-            checked.push(url);
-        }
-
-        // One query for every product of the request, with the version sold in this
-        // environment and its price in the session's currency.
-        let rows: Vec<ProductRow> = products::table
-            .left_join(
-                product_activations::table.on(product_activations::product_id
-                    .eq(products::id)
-                    .and(product_activations::environment.eq(env))),
-            )
-            .left_join(
-                product_versions::table
-                    .on(product_versions::id.eq(product_activations::product_version_id)),
-            )
-            .left_join(
-                product_version_prices::table.on(product_version_prices::product_version_id
-                    .eq(product_versions::id)
-                    .and(product_version_prices::currency.eq(&req.currency))),
-            )
-            .filter(products::id.eq_any(&product_ids))
-            .select((
-                products::id,
-                products::store_id,
-                products::name,
-                products::active,
-                products::requires_server_selection,
-                product_versions::id.nullable(),
-                product_versions::billing_period.nullable(),
-                product_versions::trial_days.nullable(),
-                product_version_prices::unit_amount.nullable(),
-            ))
-            .load(conn)
-            .await?;
-        let locked = lock_lines(req, store_id, &facts(rows)?)?;
-        let lines = line_rows(&session_id, &locked)?;
-        let line_totals = locked
-            .iter()
-            .map(|l| pricing::line_total(l.unit_amount, l.request.quantity))
-            .collect::<Result<Vec<_>, _>>()?;
-        let subtotal = pricing::subtotal(line_totals)?;
-
-        let mut coupon_id = None;
-        let mut discount = MinorUnit::ZERO;
-        if let (Some(code), Some(given)) = (&coupon_code, &req.coupon_code) {
-            let coupon = coupons::table
-                .filter(coupons::store_id.eq(store_id))
-                .filter(coupons::code.eq(code))
-                .select((
-                    coupons::id,
-                    coupons::percent_off,
-                    coupons::amount_off,
-                    coupons::currency,
-                    coupons::expires_at,
-                    coupons::minimum_amount,
-                ))
-                .first::<(
-                    String,
-                    Option<i32>,
-                    Option<i64>,
-                    Option<String>,
-                    Option<i64>,
-                    Option<i64>,
-                )>(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| coupon_refusal(given, "not found"))?;
-            let (id, percent_off, amount_off, currency, expires_at, minimum_amount) = coupon;
-            let terms = CouponTerms {
-                discount: match (percent_off, amount_off) {
-                    (Some(p), _) => Discount::PercentOff(p),
-                    (None, a) => {
-                        Discount::AmountOff(MinorUnit::new("amount_off", stored("coupon", a)?)?)
-                    }
-                },
-                currency,
-                expires_at,
-                minimum_amount,
-            };
-            discount = pricing::discount(given, &terms, &req.currency, subtotal, plan.now)?;
-            // The reservation is one conditional UPDATE: concurrent sessions queue on the
-            // coupon row and can never push it past max_redemptions.
-            let reserved = diesel::update(coupons::table.find(&id))
-                .filter(
-                    coupons::max_redemptions
-                        .is_null()
-                        .or(coupons::redemptions.lt(coupons::max_redemptions.assume_not_null())),
-                )
-                .set(coupons::redemptions.eq(coupons::redemptions + 1))
-                .execute(conn)
-                .await?;
-            if reserved == 0 {
-                return Err(coupon_refusal(given, "exhausted").into());
-            }
-            coupon_id = Some(id);
-        }
-        let totals = pricing::totals(subtotal, discount);
-        let free = totals.total == MinorUnit::ZERO;
-        let order_id = free.then(|| OrderId::generate().to_string());
-        let [success_url, cancel_url]: [Option<String>; 2] = checked.try_into().expect("two URLs");
-        let session = SessionRow {
-            id: session_id.clone(),
-            store_id: store_id.to_owned(),
-            environment: env.to_owned(),
-            status: if free { "completed" } else { "open" }.to_owned(),
-            currency: req.currency.clone(),
-            amount_subtotal: totals.subtotal.get(),
-            amount_discount: totals.discount.get(),
-            amount_total: totals.total.get(),
-            success_url,
-            cancel_url,
-            auto_redirect: req.auto_redirect,
-            customer_id: req.customer_id.clone(),
-            buyer_email: req.buyer_email.as_ref().map(|e| e.as_str().to_owned()),
-            billing_detail: req
-                .billing_detail
-                .as_ref()
-                .map(|b| to_json(&b.0))
-                .transpose()?,
-            metadata: to_json(&req.metadata)?,
-            order_merchant_external_id: req.order_merchant_external_id.clone(),
-            affiliate_code: req.affiliate_code.clone(),
-            coupon_id,
-            coupon_code: coupon_code.clone(),
-            store_name,
-            with_trial: req.with_trial,
-            client_token: format!("ct_{}", random_base62(43)),
-            order_id: order_id.clone(),
-            created_at: plan.now.0,
-            expires_at: plan.now.0 + req.ttl_seconds * 1_000_000,
-            completed_at: free.then_some(plan.now.0),
-            ended_at: free.then_some(plan.now.0),
+        // Decide. A refusal rolls the transaction back: no key, no reservation, nothing.
+        let origins: Vec<Origin> = origins.into_iter().map(Origin::from_trusted).collect();
+        let coupon = coupon
+            .and_then(|rows| rows.into_iter().next())
+            .map(stored_coupon)
+            .transpose()?;
+        let products = facts(products)?;
+        let facts = CreateFacts {
+            store_id,
+            environment: create.environment,
+            origins: &origins,
+            products: &products,
+            coupon: coupon.as_ref(),
         };
-        diesel::insert_into(sessions::table)
-            .values(&session)
-            .execute(conn)
-            .await?;
-        conn.insert_batch(diesel::insert_into(session_lines::table).values(lines.clone()))
-            .await?;
-        if let Some(order_id) = &order_id {
+        let plan = plan_session(req, &facts, create.now)?;
+        let store_name = store_name
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::internal("the caller's store is gone"))?;
+        let session = session_row(create, &plan, &session_id, store_name)?;
+        let lines = line_rows(&session_id, &plan)?;
+
+        // Round trip 2. The reservation is one conditional UPDATE: concurrent sessions queue
+        // on the coupon row and can never push it past max_redemptions. When none is left,
+        // returning the refusal rolls back the rows written next to it.
+        let (reserved, _, _) = pipeline!(c => [
+            optional(plan.coupon_id.as_ref().map(|id| {
+                diesel::update(coupons::table.find(id))
+                    .filter(coupons::max_redemptions.is_null().or(
+                        coupons::redemptions.lt(coupons::max_redemptions.assume_not_null()),
+                    ))
+                    .set(coupons::redemptions.eq(coupons::redemptions + 1))
+                    .execute(c)
+            })),
+            diesel::insert_into(sessions::table)
+                .values(&session)
+                .execute(c),
+            c.insert_batch(diesel::insert_into(session_lines::table).values(lines.clone()))
+        ]);
+        if reserved == Some(0) {
+            let given = req.coupon_code.as_deref().unwrap_or_default();
+            return Err(coupon_refusal(given, "exhausted").into());
+        }
+        if let Some(order_id) = &session.order_id {
             diesel::insert_into(orders::table)
                 .values((
                     orders::id.eq(order_id),
@@ -341,13 +350,13 @@ pub async fn create(db: &Db, plan: &CreatePlan<'_>) -> AppResult<Created> {
                     orders::amount_discount.eq(session.amount_discount),
                     orders::amount_total.eq(session.amount_total),
                     orders::order_merchant_external_id.eq(&session.order_merchant_external_id),
-                    orders::created_at.eq(plan.now.0),
+                    orders::created_at.eq(create.now.0),
                 ))
                 .execute(conn)
                 .await?;
             record_event!(
                 conn,
-                &outbox::event(outbox::ORDER_COMPLETED, &session, &lines, plan.now)?
+                &outbox::event(outbox::ORDER_COMPLETED, &session, &lines, create.now)?
             );
         }
         Ok(Created::New(Box::new(StoredSession { session, lines })))

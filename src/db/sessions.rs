@@ -83,31 +83,37 @@ fn attach(
         .collect()
 }
 
-/// One session with its lines; `scope` limits it to one store and environment. The lines
-/// are read only when the session exists.
+/// One session with its lines; `scope` limits it to one store and environment.
+///
+/// Both statements look up primary keys only (the scope is checked here, not in SQL), so
+/// their plans cannot go wrong on a database without statistics; on PostgreSQL they are
+/// pipelined into one round trip.
 async fn fetch(
     db: &Db,
     id: &SessionId,
     scope: Option<(&StoreId, Environment)>,
 ) -> AppResult<Option<StoredSession>> {
-    Ok(Some(with_conn!(db, |conn| {
-        let mut q = sessions::table
-            .find(id.as_str())
-            .select(SessionRow::as_select())
-            .into_boxed();
-        if let Some((store, env)) = scope {
-            q = q
-                .filter(sessions::store_id.eq(store.as_str()))
-                .filter(sessions::environment.eq(env.as_str()));
-        }
-        let Some(session) = q.first(conn).await.optional()? else {
-            return Ok(None);
-        };
-        let lines = lines_of!(conn, [id.as_str()])
-            .remove(id.as_str())
-            .unwrap_or_default();
-        StoredSession { session, lines }
-    })))
+    let id = id.as_str();
+    let (mut sessions, lines) = with_conn!(db, |conn| {
+        pipeline!(c => [
+            sessions::table
+                .find(id)
+                .select(SessionRow::as_select())
+                .load::<SessionRow>(c),
+            session_lines::table
+                .filter(session_lines::session_id.eq(id))
+                .order(session_lines::position)
+                .select(LineRow::as_select())
+                .load::<LineRow>(c)
+        ])
+    });
+    let Some(session) = sessions.pop() else {
+        return Ok(None);
+    };
+    let in_scope = scope.is_none_or(|(store, env)| {
+        session.store_id == store.as_str() && session.environment == env.as_str()
+    });
+    Ok(in_scope.then_some(StoredSession { session, lines }))
 }
 
 /// The session if it belongs to this store and environment. Any other session is

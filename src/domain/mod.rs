@@ -10,6 +10,7 @@ pub mod lock;
 pub mod money;
 pub mod pricing;
 pub mod rejection;
+pub mod session_plan;
 pub mod session_state;
 pub mod store;
 pub mod time;

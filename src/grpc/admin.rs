@@ -30,6 +30,8 @@ use tonic::{Request, Response, Status};
 pub struct Admin {
     pub db: Db,
     pub webhook_allow_private_targets: bool,
+    /// Cleared by every change of a store or key, before the change is answered.
+    pub auth_cache: std::sync::Arc<super::auth_cache::AuthCache>,
 }
 
 fn store_not_found() -> AppError {
@@ -89,9 +91,9 @@ impl AdminService for Admin {
                 _ => patch.origins = Some(origins(&store.allowed_return_origins)?),
             }
         }
-        let store = db::stores::update(&self.db, &id, &patch)
-            .await?
-            .ok_or_else(store_not_found)?;
+        let store = db::stores::update(&self.db, &id, &patch).await;
+        self.auth_cache.clear();
+        let store = store?.ok_or_else(store_not_found)?;
         Ok(Response::new(store_to_pb(store)))
     }
 
@@ -117,9 +119,9 @@ impl AdminService for Admin {
     async fn revoke_api_key(&self, req: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
         platform(&req)?;
         let key_id = id("api_key_id", &req.get_ref().api_key_id, ApiKeyId::parse)?;
-        let key = db::api_keys::revoke(&self.db, &key_id)
-            .await?
-            .ok_or_else(|| AppError::NotFound("API key not found".into()))?;
+        let key = db::api_keys::revoke(&self.db, &key_id).await;
+        self.auth_cache.clear();
+        let key = key?.ok_or_else(|| AppError::NotFound("API key not found".into()))?;
         Ok(Response::new(api_key_to_pb(key)?))
     }
 

@@ -7,6 +7,7 @@
 //!   reduced rights, only for the methods in `SLUG_METHODS`).
 //! * `checkout.v1.HostedCheckoutService`, `checkout.v1.AdminService`: the platform token.
 //! * Everything else (health, reflection) is public.
+use super::auth_cache::AuthCache;
 use crate::{
     db::{self, stores::StoreRow, Db},
     domain::{
@@ -59,6 +60,7 @@ struct Authenticator {
     db: Db,
     platform_token: String,
     limiter: super::rate_limit::RateLimiter,
+    cache: Arc<AuthCache>,
 }
 
 enum Caller {
@@ -103,10 +105,7 @@ impl Authenticator {
                 )));
             }
             let slug = slug.to_str().map_err(|_| store_not_found())?;
-            let store = db::stores::find_by_slug(&self.db, slug)
-                .await?
-                .ok_or_else(store_not_found)?;
-            (store, Credential::StoreSlug)
+            (self.store_by_slug(slug).await?, Credential::StoreSlug)
         } else {
             return Err(AppError::Unauthenticated);
         };
@@ -145,9 +144,17 @@ impl Authenticator {
         // Malformed keys are refused before touching the database.
         ApiKeySecret::environment_of(token).ok_or(AppError::Unauthenticated)?;
         let hash = hash_secret(token);
-        let (key, store) = db::api_keys::find_by_hash(&self.db, &hash)
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
+        let (key, store) = match self.cache.key(&hash) {
+            Some(hit) => hit,
+            None => {
+                let since = self.cache.generation();
+                let (key, store) = db::api_keys::find_by_hash(&self.db, &hash)
+                    .await?
+                    .ok_or(AppError::Unauthenticated)?;
+                self.cache.put_key(since, &key, &store);
+                (key, store)
+            }
+        };
         // The lookup matched on the hash already; compare again in constant time so that
         // correctness never rests on how the database compares strings.
         if !secrets_match(&key.secret_hash, &hash) || key.revoked_at.is_some() {
@@ -160,6 +167,20 @@ impl Authenticator {
             )));
         }
         Ok((store, Credential::ApiKey(ApiKeyId::from_trusted(key.id))))
+    }
+}
+
+impl Authenticator {
+    async fn store_by_slug(&self, slug: &str) -> AppResult<StoreRow> {
+        if let Some(store) = self.cache.slug(slug) {
+            return Ok(store);
+        }
+        let since = self.cache.generation();
+        let store = db::stores::find_by_slug(&self.db, slug)
+            .await?
+            .ok_or_else(store_not_found)?;
+        self.cache.put_slug(since, slug, &store);
+        Ok(store)
     }
 }
 
@@ -179,11 +200,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub struct AuthLayer(Arc<Authenticator>);
 
 impl AuthLayer {
-    pub fn new(db: Db, platform_token: String, limiter: super::rate_limit::RateLimiter) -> Self {
+    pub fn new(
+        db: Db,
+        platform_token: String,
+        limiter: super::rate_limit::RateLimiter,
+        cache: Arc<AuthCache>,
+    ) -> Self {
         AuthLayer(Arc::new(Authenticator {
             db,
             platform_token,
             limiter,
+            cache,
         }))
     }
 }

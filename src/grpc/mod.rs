@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_pb;
 pub mod auth;
+pub mod auth_cache;
 pub mod checkout;
 pub mod convert;
 pub mod hosted;

@@ -55,6 +55,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         admin::cli_provisions_what_the_server_serves,
         server::reflection_v1_and_v1alpha_list_the_services,
         server::health_is_serving,
+        server::accepted_connections_have_nodelay,
         server::oversized_request_is_refused,
         server::shutdown_is_prompt,
         storage::no_plaintext_api_key_in_storage,

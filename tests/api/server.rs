@@ -86,6 +86,57 @@ pub async fn health_is_serving(ctx: Ctx) {
     }
 }
 
+/// Every connection the server accepts has TCP_NODELAY: with Nagle on, a reply written in
+/// two pieces (message, then trailers) waited ~40 ms for the client's delayed ACK. The
+/// server runs in this process, so its accepted sockets are among this process's file
+/// descriptors: those whose local port is the server's and that have a peer.
+pub async fn accepted_connections_have_nodelay(ctx: Ctx) {
+    let app = TestApp::spawn(&ctx).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap();
+        clients.push(health);
+    }
+    let mut accepted = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is open (just listed) and only borrowed for these calls;
+        // a descriptor closed meanwhile makes the calls fail, which is skipped.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket());
+        let has_peer = socket.peer_addr().is_ok_and(|a| a.as_socket().is_some());
+        if local == Some(app.addr) && has_peer {
+            accepted += 1;
+            assert!(
+                socket.tcp_nodelay().unwrap(),
+                "an accepted socket without TCP_NODELAY"
+            );
+        }
+    }
+    assert!(
+        accepted >= 3,
+        "found {accepted} accepted connections, expected at least 3"
+    );
+    drop(clients);
+}
+
 pub async fn oversized_request_is_refused(ctx: Ctx) {
     let app = TestApp::spawn(&ctx).await;
     let slug = unique_slug("big");
