@@ -206,6 +206,15 @@ impl TestApp {
         }
     }
 
+    /// A second server (replica) over this one's database, sharing its platform token.
+    pub async fn replica(&self) -> TestApp {
+        let opts = Options {
+            platform_token: self.platform_token.clone(),
+            ..Default::default()
+        };
+        Self::spawn_on(self.db.clone(), opts).await
+    }
+
     pub fn admin(&self) -> AdminServiceClient<Channel> {
         AdminServiceClient::new(self.channel.clone())
     }

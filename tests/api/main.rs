@@ -4,6 +4,7 @@
 //! backends ran.
 mod admin;
 mod auth;
+mod auth_replicas;
 mod catalog;
 mod create_errors;
 mod create_rules;
@@ -111,6 +112,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         operations::sigterm_loses_no_calls_in_flight,
         operations::traces_reach_an_otlp_collector,
     ];
+    all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
     all
