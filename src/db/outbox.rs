@@ -20,7 +20,7 @@ pub const ORDER_COMPLETED: &str = "order.completed";
 pub const SESSION_EXPIRED: &str = "checkout.session.expired";
 
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = webhook_events)]
+#[diesel(table_name = webhook_events, treat_none_as_default_value = false)]
 pub struct EventRow {
     pub id: String,
     pub store_id: String,

@@ -7,10 +7,10 @@ use super::{
     optional, outbox,
     schema::{
         coupons, idempotency_keys, orders, product_activations, product_version_prices,
-        product_versions, products, session_lines, sessions, store_return_origins, stores,
+        product_versions, products, sessions, store_return_origins, stores,
     },
-    sessions::{LineRow, SessionRow, StoredSession},
-    stored, Db, InsertBatch,
+    sessions::{InsertLines, LineRow, SessionRow, StoredSession},
+    stored, Db,
 };
 use crate::{
     domain::{
@@ -332,7 +332,7 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
             diesel::insert_into(sessions::table)
                 .values(&session)
                 .execute(c),
-            c.insert_batch(diesel::insert_into(session_lines::table).values(lines.clone()))
+            c.insert_lines(&lines)
         ]);
         if reserved == Some(0) {
             let given = req.coupon_code.as_deref().unwrap_or_default();

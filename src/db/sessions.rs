@@ -12,6 +12,7 @@ use diesel_async::RunQueryDsl;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct SessionRow {
     pub id: String,
@@ -44,6 +45,7 @@ pub struct SessionRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(table_name = session_lines, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct LineRow {
     pub session_id: String,
@@ -62,6 +64,44 @@ pub struct LineRow {
     pub gift_to_id: Option<String>,
     pub custom_variables: String,
     pub metadata: String,
+}
+
+/// Writes a session's lines as one element of a `pipeline!`. On PostgreSQL each line is its
+/// own single-row INSERT, all sent together: a statement of fixed shape stays prepared on
+/// the connection, where a multi-row INSERT's text (and so its preparation, one more round
+/// trip) changes with the number of rows. SQLite has no round trips; one statement there.
+pub trait InsertLines {
+    type Future;
+    fn insert_lines(self, lines: &[LineRow]) -> Self::Future;
+}
+
+impl<'a> InsertLines for &mut &'a diesel_async::AsyncPgConnection {
+    type Future = futures_util::future::BoxFuture<'a, diesel::QueryResult<usize>>;
+    fn insert_lines(self, lines: &[LineRow]) -> Self::Future {
+        let shared = *self; // the shared reference, which lives for 'a
+        let inserts: Vec<_> = lines
+            .iter()
+            .map(|line| {
+                let mut conn = shared;
+                let insert = diesel::insert_into(session_lines::table).values(line.clone());
+                async move { insert.execute(&mut conn).await }
+            })
+            .collect();
+        Box::pin(async move {
+            let done = futures_util::future::try_join_all(inserts).await?;
+            Ok(done.into_iter().sum())
+        })
+    }
+}
+
+impl<'c> InsertLines for &'c mut super::SqliteConn {
+    type Future = futures_util::future::BoxFuture<'c, diesel::QueryResult<usize>>;
+    fn insert_lines(self, lines: &[LineRow]) -> Self::Future {
+        super::InsertBatch::insert_batch(
+            self,
+            diesel::insert_into(session_lines::table).values(lines.to_vec()),
+        )
+    }
 }
 
 /// A session with its locked lines, in line order.
