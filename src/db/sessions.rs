@@ -123,30 +123,57 @@ fn attach(
         .collect()
 }
 
-/// One session with its lines; `scope` limits it to one store and environment.
+/// The statements of `fetch`, written once for both backends.
+macro_rules! session_by_id {
+    ($id:expr) => {
+        sessions::table.find($id).select(SessionRow::as_select())
+    };
+}
+macro_rules! lines_by_session {
+    ($id:expr) => {
+        session_lines::table
+            .filter(session_lines::session_id.eq($id))
+            .order(session_lines::position)
+            .select(LineRow::as_select())
+    };
+}
+
+/// One session with its lines; `scope` limits it to one store and environment. This is
+/// the read behind GetSession and every watcher, the hottest path of the service.
 ///
 /// Both statements look up primary keys only (the scope is checked here, not in SQL), so
-/// their plans cannot go wrong on a database without statistics; on PostgreSQL they are
-/// pipelined into one round trip.
+/// their plans cannot go wrong on a database without statistics. On PostgreSQL they are
+/// pipelined into one round trip. On SQLite they run through synchronous diesel, whose
+/// statement cache is keyed by the query's type and which reads rows in place; the async
+/// wrapper would render the SQL text and copy every row on each call.
 async fn fetch(
     db: &Db,
     id: &SessionId,
     scope: Option<(&StoreId, Environment)>,
 ) -> AppResult<Option<StoredSession>> {
-    let id = id.as_str();
-    let (mut sessions, lines) = with_conn!(db, |conn| {
-        pipeline!(c => [
-            sessions::table
-                .find(id)
-                .select(SessionRow::as_select())
-                .load::<SessionRow>(c),
-            session_lines::table
-                .filter(session_lines::session_id.eq(id))
-                .order(session_lines::position)
-                .select(LineRow::as_select())
-                .load::<LineRow>(c)
-        ])
-    });
+    let (mut sessions, lines): (Vec<SessionRow>, Vec<LineRow>) = match db {
+        Db::Sqlite { pool, .. } => {
+            let mut conn = pool.get().await?;
+            let id = id.to_string();
+            conn.spawn_blocking(move |c| {
+                use diesel::RunQueryDsl as Sync;
+                Ok((
+                    Sync::load(session_by_id!(&id), c)?,
+                    Sync::load(lines_by_session!(&id), c)?,
+                ))
+            })
+            .await?
+        }
+        Db::Postgres { pool } => {
+            let conn = pool.get().await?;
+            let shared: &diesel_async::AsyncPgConnection = &conn;
+            let id = id.as_str();
+            futures_util::try_join!(
+                session_by_id!(id).load(&mut &*shared),
+                lines_by_session!(id).load(&mut &*shared),
+            )?
+        }
+    };
     let Some(session) = sessions.pop() else {
         return Ok(None);
     };
