@@ -30,8 +30,8 @@ pub async fn next(stream: &mut Streaming<pb::SessionEvent>) -> pb::SessionEvent 
     next_within(stream, Duration::from_secs(10)).await
 }
 
-/// The next event within `limit`. Cross-replica tests use less than the watchers' 10 s
-/// resync, so they pass only if notifications really travel.
+/// The next event within `limit`. Cross-replica tests use far less than the hub's
+/// safety resync (minutes), so they pass only if notifications really travel.
 pub async fn next_within(
     stream: &mut Streaming<pb::SessionEvent>,
     limit: Duration,
