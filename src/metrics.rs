@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write,
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
         Mutex,
     },
     time::Duration,
@@ -31,6 +31,7 @@ pub struct Metrics {
     transitions: Mutex<BTreeMap<String, u64>>,
     webhook_attempts: Mutex<BTreeMap<String, u64>>,
     watch_streams: AtomicI64,
+    watch_reads: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, label: &str) {
@@ -115,6 +116,15 @@ impl Metrics {
         self.watch_streams.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// One read of a watched session by the watch hub (one per change, not per watcher).
+    pub fn watch_session_read(&self) {
+        self.watch_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn watch_session_reads(&self) -> u64 {
+        self.watch_reads.load(Ordering::Relaxed)
+    }
+
     pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str| {
@@ -184,6 +194,11 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP checkout_watch_session_reads_total Reads of watched sessions by the watch hub: one per change (or expiry, resync, listener reconnect) per watched session, whatever the number of watchers.\n# TYPE checkout_watch_session_reads_total counter\ncheckout_watch_session_reads_total {}",
+            self.watch_session_reads()
+        );
         let gauges = [
             (
                 "checkout_watch_streams_open",

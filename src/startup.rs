@@ -135,7 +135,7 @@ impl Application {
                 .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let hub = Hub::new();
+        let hub = Hub::new(self.db.clone(), self.metrics.clone());
         let auth_cache = Arc::new(AuthCache::default());
         let (stop_workers, stopping) = tokio::sync::watch::channel(false);
         let view = Arc::new(SessionView {

@@ -218,12 +218,13 @@ impl CheckoutService for Checkout {
         let id = session_id(&req.get_ref().session_id)?;
         // Subscribe first, then read: a change between the two is seen by the watcher.
         let subscription = self.hub.subscribe(id.as_str());
+        // This read is also the tenancy check: the hub later reads the session for all its
+        // watchers without a scope, which is sound as a session never changes store or
+        // environment.
         let first = self.scoped(&caller, &id).await?;
         let watcher = Watcher {
-            db: self.db.clone(),
             view: self.view.clone(),
-            caller,
-            id,
+            audience: Audience::from(&caller.credential),
             subscription,
             shutdown: self.shutdown.clone(),
             metrics: self.metrics.clone(),

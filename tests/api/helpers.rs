@@ -9,7 +9,7 @@ use checkout::{
     },
     startup::Application,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{metadata::MetadataValue, transport::Channel, Code, Request, Status};
@@ -266,6 +266,31 @@ impl TestApp {
         .await;
     }
 
+    /// Holds the database's write lock until `WriteBlock::release`: writers (the sweeper
+    /// among them) wait, readers do not. For proving that something happened without a
+    /// write, such as watchers seeing an expiry the sweeper could not write yet.
+    pub async fn block_writes(&self) -> WriteBlock {
+        match self.db.backend {
+            Backend::Sqlite => {
+                let path = self.db.url.strip_prefix("sqlite://").unwrap();
+                let mut conn = checkout::db::SqliteConn::establish(path).await.unwrap();
+                // Wait for a write the server may be doing rather than fail.
+                conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE")
+                    .await
+                    .unwrap();
+                WriteBlock::Sqlite(conn)
+            }
+            Backend::Postgres => {
+                let mut conn = AsyncPgConnection::establish(&self.db.url).await.unwrap();
+                // EXCLUSIVE conflicts with UPDATE and SELECT … FOR UPDATE, not with SELECT.
+                conn.batch_execute("BEGIN; LOCK TABLE sessions IN EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                WriteBlock::Postgres(Box::new(conn))
+            }
+        }
+    }
+
     /// Stops the server as SIGTERM would and waits for it; panics if it takes over `limit`.
     pub async fn stop(mut self, limit: Duration) {
         let _ = self.shutdown.take().unwrap().send(());
@@ -285,6 +310,21 @@ impl Drop for TestApp {
         }
         if let Some(h) = self.handle.take() {
             h.abort();
+        }
+    }
+}
+
+/// A write lock held on a test database (see `TestApp::block_writes`).
+pub enum WriteBlock {
+    Sqlite(checkout::db::SqliteConn),
+    Postgres(Box<AsyncPgConnection>),
+}
+
+impl WriteBlock {
+    pub async fn release(self) {
+        match self {
+            WriteBlock::Sqlite(mut conn) => conn.batch_execute("ROLLBACK").await.unwrap(),
+            WriteBlock::Postgres(mut conn) => conn.batch_execute("ROLLBACK").await.unwrap(),
         }
     }
 }

@@ -18,6 +18,7 @@ mod server;
 mod session_views;
 mod storage;
 mod watch;
+mod watch_scale;
 mod webhooks;
 
 use checkout::db::Backend;
@@ -101,6 +102,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         watch::current_state_then_changes_then_end,
         watch::many_watchers_see_the_end,
         watch::shutdown_ends_open_streams,
+        watch_scale::one_read_per_change_for_many_watchers,
+        watch_scale::burst_during_a_read_is_coalesced_not_lost,
+        watch_scale::expiry_reaches_watchers_without_a_notification,
         webhooks::signed_events_are_delivered,
         webhooks::retries_until_the_receiver_is_up,
         webhooks::delivered_after_restart,

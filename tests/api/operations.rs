@@ -61,7 +61,7 @@ pub async fn rate_limit_is_per_key(ctx: Ctx) {
     assert_status(r, Code::NotFound, "Session not found");
 }
 
-async fn scrape(addr: SocketAddr) -> String {
+pub async fn scrape(addr: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -76,7 +76,7 @@ async fn scrape(addr: SocketAddr) -> String {
     text
 }
 
-fn value(text: &str, series: &str) -> f64 {
+pub fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
             l.strip_prefix(series)

@@ -2,7 +2,7 @@
 //! state — across replicas, through a dropped listener connection, and at shutdown.
 use crate::{
     fixtures::{catalog, created, line, order},
-    helpers::{keyed, slugged, Ctx, Options, TestApp},
+    helpers::{keyed, slugged, Ctx, TestApp},
     lifecycle::complete,
     TestFn,
 };
@@ -30,8 +30,8 @@ pub async fn next(stream: &mut Streaming<pb::SessionEvent>) -> pb::SessionEvent 
     next_within(stream, Duration::from_secs(10)).await
 }
 
-/// The next event within `limit`. Cross-replica tests use less than the watchers' 10 s
-/// resync, so they pass only if notifications really travel.
+/// The next event within `limit`. Cross-replica tests use far less than the hub's
+/// safety resync (minutes), so they pass only if notifications really travel.
 pub async fn next_within(
     stream: &mut Streaming<pb::SessionEvent>,
     limit: Duration,
@@ -199,14 +199,7 @@ pub fn postgres_only() -> Vec<(&'static str, TestFn)> {
 
 async fn replicas(ctx: &Ctx) -> (TestApp, TestApp) {
     let a = TestApp::spawn(ctx).await;
-    let b = TestApp::spawn_on(
-        a.db.clone(),
-        Options {
-            platform_token: a.platform_token.clone(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = a.replica().await;
     (a, b)
 }
 
