@@ -202,6 +202,79 @@ fn stored_coupon(row: CouponRow) -> AppResult<StoredCoupon> {
     })
 }
 
+/// Products with the version sold in `$env` and its price in `$currency`, written once for
+/// both backends; callers add the filter on `products::id`.
+macro_rules! catalog_facts {
+    ($env:expr, $currency:expr) => {
+        products::table
+            .left_join(
+                product_activations::table.on(product_activations::product_id
+                    .eq(products::id)
+                    .and(product_activations::environment.eq($env))),
+            )
+            .left_join(
+                product_versions::table
+                    .on(product_versions::id.eq(product_activations::product_version_id)),
+            )
+            .left_join(
+                product_version_prices::table.on(product_version_prices::product_version_id
+                    .eq(product_versions::id)
+                    .and(product_version_prices::currency.eq($currency))),
+            )
+            .select((
+                products::id,
+                products::store_id,
+                products::name,
+                products::active,
+                products::requires_server_selection,
+                product_versions::id.nullable(),
+                product_versions::billing_period.nullable(),
+                product_versions::trial_days.nullable(),
+                product_version_prices::unit_amount.nullable(),
+            ))
+    };
+}
+
+/// Every product of a request, as one element of a `pipeline!`, in statements that stay
+/// prepared: PostgreSQL takes the ids as one array (`= ANY($1)`), while SQLite's `IN (…)`
+/// changes shape with their number, so there each product is its own (inline) lookup.
+trait LoadProducts {
+    type Future;
+    fn load_products(self, env: &str, currency: &str, ids: &[i64]) -> Self::Future;
+}
+
+type Loaded<'a> = futures_util::future::BoxFuture<'a, diesel::QueryResult<Vec<ProductRow>>>;
+
+impl<'a> LoadProducts for &mut &'a diesel_async::AsyncPgConnection {
+    type Future = Loaded<'a>;
+    fn load_products(self, env: &str, currency: &str, ids: &[i64]) -> Loaded<'a> {
+        let mut conn = *self; // the shared reference, which lives for 'a
+        let (env, currency, ids) = (env.to_owned(), currency.to_owned(), ids.to_vec());
+        // The query owns its values: the future outlives this call.
+        let query = catalog_facts!(env, currency).filter(products::id.eq_any(ids));
+        Box::pin(async move { query.load(&mut conn).await })
+    }
+}
+
+impl<'c> LoadProducts for &'c mut super::SqliteConn {
+    type Future = Loaded<'c>;
+    fn load_products(self, env: &str, currency: &str, ids: &[i64]) -> Loaded<'c> {
+        let (env, currency, ids) = (env.to_owned(), currency.to_owned(), ids.to_vec());
+        self.spawn_blocking(move |c| {
+            use diesel::RunQueryDsl as Sync;
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                let query = catalog_facts!(env.clone(), currency.clone());
+                rows.extend(Sync::load::<ProductRow>(
+                    query.filter(products::id.eq(id)),
+                    c,
+                )?);
+            }
+            Ok(rows)
+        })
+    }
+}
+
 pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
     let req = create.request;
     let env = create.environment.as_str();
@@ -241,36 +314,7 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
                 .filter(store_return_origins::store_id.eq(store_id))
                 .select(store_return_origins::origin)
                 .load::<String>(c),
-            // Every product of the request, with the version sold in this environment and
-            // its price in the session's currency.
-            products::table
-                .left_join(
-                    product_activations::table.on(product_activations::product_id
-                        .eq(products::id)
-                        .and(product_activations::environment.eq(env))),
-                )
-                .left_join(
-                    product_versions::table
-                        .on(product_versions::id.eq(product_activations::product_version_id)),
-                )
-                .left_join(
-                    product_version_prices::table.on(product_version_prices::product_version_id
-                        .eq(product_versions::id)
-                        .and(product_version_prices::currency.eq(&req.currency))),
-                )
-                .filter(products::id.eq_any(&product_ids))
-                .select((
-                    products::id,
-                    products::store_id,
-                    products::name,
-                    products::active,
-                    products::requires_server_selection,
-                    product_versions::id.nullable(),
-                    product_versions::billing_period.nullable(),
-                    product_versions::trial_days.nullable(),
-                    product_version_prices::unit_amount.nullable(),
-                ))
-                .load::<ProductRow>(c),
+            c.load_products(env, &req.currency, &product_ids),
             optional(coupon_code.as_ref().map(|code| {
                 coupons::table
                     .filter(coupons::store_id.eq(store_id))

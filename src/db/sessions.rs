@@ -69,7 +69,8 @@ pub struct LineRow {
 /// Writes a session's lines as one element of a `pipeline!`. On PostgreSQL each line is its
 /// own single-row INSERT, all sent together: a statement of fixed shape stays prepared on
 /// the connection, where a multi-row INSERT's text (and so its preparation, one more round
-/// trip) changes with the number of rows. SQLite has no round trips; one statement there.
+/// trip) changes with the number of rows. On SQLite, where a statement costs no round trip
+/// but preparing one costs more than running it, the same single-row INSERT runs per line.
 pub trait InsertLines {
     type Future;
     fn insert_lines(self, lines: &[LineRow]) -> Self::Future;
@@ -97,10 +98,16 @@ impl<'a> InsertLines for &mut &'a diesel_async::AsyncPgConnection {
 impl<'c> InsertLines for &'c mut super::SqliteConn {
     type Future = futures_util::future::BoxFuture<'c, diesel::QueryResult<usize>>;
     fn insert_lines(self, lines: &[LineRow]) -> Self::Future {
-        super::InsertBatch::insert_batch(
-            self,
-            diesel::insert_into(session_lines::table).values(lines.to_vec()),
-        )
+        let lines = lines.to_vec();
+        self.spawn_blocking(move |c| {
+            use diesel::RunQueryDsl as Sync;
+            let mut inserted = 0;
+            for line in lines {
+                inserted +=
+                    Sync::execute(diesel::insert_into(session_lines::table).values(line), c)?;
+            }
+            Ok(inserted)
+        })
     }
 }
 
