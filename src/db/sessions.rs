@@ -150,7 +150,7 @@ macro_rules! lines_by_session {
 ///
 /// Both statements look up primary keys only (the scope is checked here, not in SQL), so
 /// their plans cannot go wrong on a database without statistics. On PostgreSQL they are
-/// pipelined into one round trip. On SQLite they run through synchronous diesel, whose
+/// one joined statement. On SQLite they run through synchronous diesel, whose
 /// statement cache is keyed by the query's type and which reads rows in place; the async
 /// wrapper would render the SQL text and copy every row on each call.
 async fn fetch(
@@ -172,13 +172,24 @@ async fn fetch(
             .await?
         }
         Db::Postgres { pool } => {
-            let conn = pool.get().await?;
-            let shared: &diesel_async::AsyncPgConnection = &conn;
-            let id = id.as_str();
-            futures_util::try_join!(
-                session_by_id!(id).load(&mut &*shared),
-                lines_by_session!(id).load(&mut &*shared),
-            )?
+            // One statement: the session joined to its lines (one row per line, the
+            // session's columns repeated). PostgreSQL's cost is per statement, and most
+            // sessions have one line.
+            let mut conn = pool.get().await?;
+            let rows: Vec<(SessionRow, Option<LineRow>)> = sessions::table
+                .left_join(session_lines::table.on(session_lines::session_id.eq(sessions::id)))
+                .filter(sessions::id.eq(id.as_str()))
+                .order(session_lines::position)
+                .select((SessionRow::as_select(), Option::<LineRow>::as_select()))
+                .load(&mut *conn)
+                .await?;
+            let mut lines = Vec::with_capacity(rows.len());
+            let mut session = None;
+            for (s, line) in rows {
+                lines.extend(line);
+                session.get_or_insert(s);
+            }
+            (session.into_iter().collect(), lines)
         }
     };
     let Some(session) = sessions.pop() else {

@@ -236,10 +236,18 @@ async fn storage_down_is_unavailable(ctx: Ctx) {
         .execute(&mut conn)
         .await
         .unwrap();
-    let fetched = app
-        .admin()
-        .get_store(get())
-        .await
-        .expect("recovers once the database is back");
+    // As a client would (UNAVAILABLE is retryable): a connection attempt that began while
+    // the database refused connections may still be backing off for a moment.
+    let mut fetched = app.admin().get_store(get()).await;
+    for _ in 0..20 {
+        match &fetched {
+            Err(s) if s.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                fetched = app.admin().get_store(get()).await;
+            }
+            _ => break,
+        }
+    }
+    let fetched = fetched.expect("recovers once the database is back");
     assert_eq!(fetched.into_inner().id, store.id);
 }
