@@ -25,7 +25,9 @@ struct Histogram {
 
 #[derive(Default)]
 pub struct Metrics {
-    rpcs: Mutex<BTreeMap<(String, String), u64>>,
+    /// method → code → calls. Nested, so that counting a call allocates nothing once its
+    /// method and code were seen (this runs on every call).
+    rpcs: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     sessions_created: Mutex<BTreeMap<String, u64>>,
     transitions: Mutex<BTreeMap<String, u64>>,
@@ -78,14 +80,17 @@ pub struct Snapshot {
 
 impl Metrics {
     pub fn rpc(&self, method: &str, code: i32, took: Duration) {
-        *self
-            .rpcs
-            .lock()
-            .expect("metrics lock")
-            .entry((method.to_owned(), code_name(code).to_owned()))
-            .or_default() += 1;
+        fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+            if !map.contains_key(key) {
+                map.insert(key.to_owned(), V::default());
+            }
+            map.get_mut(key).expect("inserted above")
+        }
+        let mut rpcs = self.rpcs.lock().expect("metrics lock");
+        *slot(&mut rpcs, method).entry(code_name(code)).or_default() += 1;
+        drop(rpcs);
         let mut latency = self.latency.lock().expect("metrics lock");
-        let h = latency.entry(method.to_owned()).or_default();
+        let h = slot(&mut latency, method);
         let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -136,11 +141,13 @@ impl Metrics {
             "gRPC calls by method and status code.",
         );
         let mut text = String::new();
-        for ((method, code), n) in self.rpcs.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                text,
-                "checkout_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
-            );
+        for (method, codes) in self.rpcs.lock().expect("metrics lock").iter() {
+            for (code, n) in codes {
+                let _ = writeln!(
+                    text,
+                    "checkout_rpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+                );
+            }
         }
         out.push_str(&text);
         let _ = writeln!(out, "# HELP checkout_rpc_duration_seconds gRPC call latency by method.\n# TYPE checkout_rpc_duration_seconds histogram");

@@ -18,7 +18,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -29,11 +29,14 @@ pub const TTL: Duration = Duration::from_secs(5);
 /// so this is a bound on memory, not something a caller can exploit).
 const CAPACITY: usize = 10_000;
 
+/// When it was read, the key, and its store.
+type CachedKey = (Instant, Arc<ApiKeyRow>, Arc<StoreRow>);
+
 #[derive(Default)]
 pub struct AuthCache {
     generation: AtomicU64,
-    keys: Mutex<HashMap<String, (Instant, ApiKeyRow, StoreRow)>>,
-    slugs: Mutex<HashMap<String, (Instant, StoreRow)>>,
+    keys: Mutex<HashMap<String, CachedKey>>,
+    slugs: Mutex<HashMap<String, (Instant, Arc<StoreRow>)>>,
 }
 
 /// Taken before a database read; the result may be cached only if nothing was cleared since.
@@ -71,24 +74,24 @@ impl AuthCache {
         map.insert(key.to_owned(), value);
     }
 
-    pub fn key(&self, secret_hash: &str) -> Option<(ApiKeyRow, StoreRow)> {
+    pub fn key(&self, secret_hash: &str) -> Option<(Arc<ApiKeyRow>, Arc<StoreRow>)> {
         let keys = self.keys.lock().expect("auth cache lock");
         let (at, key, store) = keys.get(secret_hash)?;
         fresh(at).then(|| (key.clone(), store.clone()))
     }
 
-    pub fn put_key(&self, since: Generation, key: &ApiKeyRow, store: &StoreRow) {
+    pub fn put_key(&self, since: Generation, key: &Arc<ApiKeyRow>, store: &Arc<StoreRow>) {
         let value = (Instant::now(), key.clone(), store.clone());
         self.insert(&self.keys, since, &key.secret_hash, value);
     }
 
-    pub fn slug(&self, slug: &str) -> Option<StoreRow> {
+    pub fn slug(&self, slug: &str) -> Option<Arc<StoreRow>> {
         let slugs = self.slugs.lock().expect("auth cache lock");
         let (at, store) = slugs.get(slug)?;
         fresh(at).then(|| store.clone())
     }
 
-    pub fn put_slug(&self, since: Generation, slug: &str, store: &StoreRow) {
+    pub fn put_slug(&self, since: Generation, slug: &str, store: &Arc<StoreRow>) {
         self.insert(&self.slugs, since, slug, (Instant::now(), store.clone()));
     }
 }

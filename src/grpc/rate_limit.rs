@@ -28,6 +28,11 @@ impl RateLimiter {
         }
     }
 
+    /// Whether calls are limited at all (`per_second > 0`).
+    pub fn enabled(&self) -> bool {
+        self.per_second > 0.0
+    }
+
     /// Takes a token for `caller`, or says how long until one is available.
     pub fn take(&self, caller: &str) -> Result<(), Duration> {
         if self.per_second <= 0.0 {
