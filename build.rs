@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/checkout/v1/admin.proto",
     ];
     tonic_prost_build::configure()
+        // Decode failures are the client's fault: INVALID_ARGUMENT, not INTERNAL (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::CheckoutCodec")
         .file_descriptor_set_path(out.join("checkout_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

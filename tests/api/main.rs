@@ -12,7 +12,10 @@ mod fixtures;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod malformed;
+mod malformed_fuzz;
 mod operations;
+mod raw_h2;
 mod receiver;
 mod server;
 mod session_views;
@@ -115,6 +118,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         operations::metrics_show_counters_moving,
         operations::sigterm_loses_no_calls_in_flight,
         operations::traces_reach_an_otlp_collector,
+        malformed::undecodable_bodies_are_invalid_argument,
+        malformed::framing_and_content_type_errors,
+        malformed_fuzz::generated_bad_bodies_never_fail_the_server,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
