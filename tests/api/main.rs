@@ -8,6 +8,7 @@ mod auth_replicas;
 mod catalog;
 mod create_errors;
 mod create_rules;
+mod echo_bounds;
 mod fixtures;
 mod helpers;
 mod idempotency;
@@ -81,6 +82,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         create_errors::currency_not_supported,
         create_errors::coupon_refusals,
         create_errors::refusals_write_nothing,
+        echo_bounds::huge_values_are_cut_in_errors,
         create_rules::locks_catalog_values,
         create_rules::minor_units_per_currency,
         create_rules::amounts_never_overflow,
