@@ -16,20 +16,32 @@ use tracing::Instrument;
 /// Sweeps often enough that an open session past its expiry is EXPIRED within 1 s.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const SWEEP_BATCH: i64 = 500;
+/// Idempotency keys past their retention are purged about once a second: when there is
+/// nothing to purge that costs one read of the first entry of the created_at index.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+/// Keys deleted per statement: small enough that SQLite's write lock (and Postgres row
+/// locks) are held briefly even when a large backlog is purged for the first time.
+const PURGE_BATCH: i64 = 1000;
 
 pub fn spawn_sweeper(
     db: Db,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    idempotency_retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(std::time::Instant::now());
+                purge_idempotency_keys(&db, idempotency_retention, &mut shutdown).await;
             }
             // Drain: a full batch means there may be more right now.
             loop {
@@ -57,6 +69,35 @@ pub fn spawn_sweeper(
             }
         }
     })
+}
+
+/// Deletes idempotency keys older than the retention, batch by batch until none is left
+/// (or shutdown). A purged key is free again: the same key then creates a new session.
+async fn purge_idempotency_keys(
+    db: &Db,
+    retention: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let cutoff = Timestamp(Timestamp::now().0 - retention.as_micros() as i64);
+    loop {
+        let purge = lifecycle::purge_idempotency_keys(db, cutoff, PURGE_BATCH)
+            .instrument(tracing::debug_span!("sweeper.purge_idempotency_keys"))
+            .await;
+        match purge {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(count = n, "purged idempotency keys past their retention");
+                }
+                if (n as i64) < PURGE_BATCH || *shutdown.borrow() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency key purge failed; retrying");
+                return;
+            }
+        }
+    }
 }
 
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";

@@ -63,20 +63,6 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quoted_cuts_long_values_on_a_char_boundary() {
-        assert_eq!(super::quoted("USD"), "USD");
-        let exact = "é".repeat(super::QUOTE_MAX_CHARS);
-        assert_eq!(super::quoted(&exact), exact);
-        let long = "é".repeat(200_000);
-        let shown = super::quoted(&long);
-        assert_eq!(shown.chars().count(), super::QUOTE_MAX_CHARS + 1);
-        assert!(shown.ends_with('…'));
-    }
-}
-
 /// A required text field: trimmed, non-empty, at most `max` characters.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
     let value = value.trim();
@@ -102,4 +88,18 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, Inv
         ));
     }
     Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_cuts_long_values_on_a_char_boundary() {
+        assert_eq!(super::quoted("USD"), "USD");
+        let exact = "é".repeat(super::QUOTE_MAX_CHARS);
+        assert_eq!(super::quoted(&exact), exact);
+        let long = "é".repeat(200_000);
+        let shown = super::quoted(&long);
+        assert_eq!(shown.chars().count(), super::QUOTE_MAX_CHARS + 1);
+        assert!(shown.ends_with('…'));
+    }
 }

@@ -12,6 +12,7 @@ mod echo_bounds;
 mod fixtures;
 mod helpers;
 mod idempotency;
+mod idempotency_retention;
 mod lifecycle;
 mod malformed;
 mod malformed_fuzz;
@@ -98,6 +99,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         idempotency::concurrent_same_key_creates_one_session,
         idempotency::coupon_race_never_over_redeems,
         idempotency::tenancy_and_environment_isolation,
+        idempotency_retention::keys_past_retention_are_purged,
         lifecycle::complete_creates_one_order,
         lifecycle::cancel_and_expire_release_coupons,
         lifecycle::concurrent_completes_make_one_order,
