@@ -33,17 +33,15 @@ pub fn spawn_sweeper(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_purge: Option<std::time::Instant> = None;
+        // The first purge waits a period: startup is busy enough, and it has no hurry.
+        let mut last_purge = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-                last_purge = Some(std::time::Instant::now());
-                purge_idempotency_keys(&db, idempotency_retention, &mut shutdown).await;
-            }
             // Drain: a full batch means there may be more right now.
+            let mut reachable = true;
             loop {
                 let sweep = lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH)
                     .instrument(tracing::debug_span!("sweeper.sweep"))
@@ -63,9 +61,17 @@ pub fn spawn_sweeper(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "expiry sweep failed; retrying");
+                        reachable = false;
                         break;
                     }
                 }
+            }
+            // After the expiry sweep (which has a latency promise; this has none), and not
+            // while the database is failing: one more caller waiting out the pool's connect
+            // timeout would only slow the recovery of the calls that matter.
+            if reachable && last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = std::time::Instant::now();
+                purge_idempotency_keys(&db, idempotency_retention, &mut shutdown).await;
             }
         }
     })
