@@ -14,9 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/checkout/v1/admin.proto",
     ];
     tonic_prost_build::configure()
+        // Decode failures are the client's fault: INVALID_ARGUMENT, not INTERNAL (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::CheckoutCodec")
         .file_descriptor_set_path(out.join("checkout_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    // Listing paths replaces cargo's default of rerunning on any change in the package, so
+    // this script (its codec_path, say) must be listed too.
+    println!("cargo:rerun-if-changed=build.rs");
     // embed_migrations! does not notice a new migration directory by itself.
     println!("cargo:rerun-if-changed=migrations");
     Ok(())

@@ -35,7 +35,8 @@ impl DbConfig {
 /// Settings of `checkout serve`. Env vars: those of [`DbConfig`], `CHECKOUT_LISTEN_ADDR`,
 /// `CHECKOUT_PLATFORM_TOKEN`, `CHECKOUT_HOSTED_URL_TEMPLATE`, `CHECKOUT_DEMO_SEED`,
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
-/// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`, those of
+/// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
+/// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
 /// [`crate::dispatch::DispatchConfig`], [`LimitsConfig`] and [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
@@ -70,6 +71,15 @@ pub struct ServeConfig {
     /// HTTP/2 streams per connection.
     #[arg(long, env = "CHECKOUT_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
     pub max_concurrent_streams: u32,
+    /// Hours an idempotency key is kept before the sweeper purges it. At least 24: the SPEC
+    /// (section 6) promises a retried CreateSession replays for a day.
+    #[arg(
+        long,
+        env = "CHECKOUT_IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = 72,
+        value_parser = clap::value_parser!(u64).range(24..)
+    )]
+    pub idempotency_retention_hours: u64,
     #[command(flatten)]
     pub webhooks: crate::dispatch::DispatchConfig,
     #[command(flatten)]
@@ -120,6 +130,24 @@ fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn idempotency_retention_is_at_least_a_day() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: super::ServeConfig,
+        }
+        let parse = |hours: &str| {
+            Cli::try_parse_from(["checkout", "--idempotency-retention-hours", hours])
+                .map(|c| c.serve.idempotency_retention_hours)
+        };
+        assert_eq!(parse("24").unwrap(), 24);
+        assert!(parse("23").is_err());
+        let default = Cli::try_parse_from(["checkout"]).unwrap();
+        assert_eq!(default.serve.idempotency_retention_hours, 72);
+    }
+
     #[test]
     fn listen_addr_accepts_port_only() {
         assert_eq!(

@@ -9,6 +9,10 @@
 //!   (retryable), anything else INTERNAL `Internal server error`. Their cause is logged
 //!   exactly once, when the status is made, and never sent: no SQL text, no secrets, no
 //!   stack traces cross the wire.
+//! * Client values quoted in messages are cut by `crate::domain::quoted` where the message
+//!   is written; below, a backstop bounds every client error's message and details so that
+//!   its metadata (`grpc-message` + `grpc-status-details-bin`) stays far under the 8 KiB
+//!   gRPC clients accept, whatever a future message quotes.
 //! * There is one `From<diesel::result::Error>`; queries that expect a specific database
 //!   error (a unique violation meaning "already exists") match it where they run.
 use crate::domain::Invalid;
@@ -111,31 +115,59 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppErro
     }
 }
 
+/// Backstop bounds (bytes). Percent-encoding can triple a message on the wire and base64
+/// adds a third to the details; within these bounds the worst case stays near 6 KiB.
+const MESSAGE_MAX_BYTES: usize = 1000;
+const VIOLATIONS_MAX: usize = 5;
+const DETAIL_MAX_BYTES: usize = 300;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+fn bounded(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - '…'.len_utf8();
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn message(m: String) -> String {
+    bounded(m, MESSAGE_MAX_BYTES)
+}
+
 impl From<AppError> for Status {
     fn from(e: AppError) -> Status {
         match e {
             AppError::Invalid(inv) => {
                 let mut details = ErrorDetails::new();
-                for v in &inv.violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                for v in inv.violations.into_iter().take(VIOLATIONS_MAX) {
+                    details.add_bad_request_violation(
+                        bounded(v.field, DETAIL_MAX_BYTES),
+                        bounded(v.description, DETAIL_MAX_BYTES),
+                    );
                 }
-                Status::with_error_details(Code::InvalidArgument, inv.message, details)
+                Status::with_error_details(Code::InvalidArgument, message(inv.message), details)
             }
             AppError::Unauthenticated => Status::unauthenticated("Unauthorized"),
-            AppError::PermissionDenied(m) => Status::permission_denied(m),
-            AppError::NotFound(m) => Status::not_found(m),
-            AppError::AlreadyExists(m) => Status::already_exists(m),
-            AppError::FailedPrecondition { message, info } => match info {
-                None => Status::failed_precondition(message),
+            AppError::PermissionDenied(m) => Status::permission_denied(message(m)),
+            AppError::NotFound(m) => Status::not_found(message(m)),
+            AppError::AlreadyExists(m) => Status::already_exists(message(m)),
+            AppError::FailedPrecondition { message: m, info } => match info {
+                None => Status::failed_precondition(message(m)),
                 Some((reason, metadata)) => {
                     let details = ErrorDetails::with_error_info(
                         reason,
                         "checkout.v1",
                         metadata
                             .into_iter()
+                            .take(VIOLATIONS_MAX)
+                            .map(|(k, v)| (k, bounded(v, DETAIL_MAX_BYTES)))
                             .collect::<std::collections::HashMap<_, _>>(),
                     );
-                    Status::with_error_details(Code::FailedPrecondition, message, details)
+                    Status::with_error_details(Code::FailedPrecondition, message(m), details)
                 }
             },
             AppError::RateLimited(wait) => {
@@ -167,5 +199,15 @@ impl From<AppError> for Status {
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Status {
         AppError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bounded_cuts_on_a_char_boundary() {
+        assert_eq!(super::bounded("short".into(), 10), "short");
+        let cut = super::bounded("é".repeat(100), 10);
+        assert!(cut.len() <= 10 && cut.ends_with('…'), "{cut}");
     }
 }

@@ -146,6 +146,7 @@ impl Application {
             self.db.clone(),
             hub.clone(),
             metrics.clone(),
+            Duration::from_secs(cfg.idempotency_retention_hours * 3600),
             stopping.clone(),
         )];
         if let Some(listener) = self.metrics_listener {

@@ -16,22 +16,32 @@ use tracing::Instrument;
 /// Sweeps often enough that an open session past its expiry is EXPIRED within 1 s.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const SWEEP_BATCH: i64 = 500;
+/// Idempotency keys past their retention are purged about once a second: when there is
+/// nothing to purge that costs one read of the first entry of the created_at index.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
+/// Keys deleted per statement: small enough that SQLite's write lock (and Postgres row
+/// locks) are held briefly even when a large backlog is purged for the first time.
+const PURGE_BATCH: i64 = 1000;
 
 pub fn spawn_sweeper(
     db: Db,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    idempotency_retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first purge waits a period: startup is busy enough, and it has no hurry.
+        let mut last_purge = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
             // Drain: a full batch means there may be more right now.
+            let mut reachable = true;
             loop {
                 let sweep = lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH)
                     .instrument(tracing::debug_span!("sweeper.sweep"))
@@ -51,12 +61,49 @@ pub fn spawn_sweeper(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "expiry sweep failed; retrying");
+                        reachable = false;
                         break;
                     }
                 }
             }
+            // After the expiry sweep (which has a latency promise; this has none), and not
+            // while the database is failing: one more caller waiting out the pool's connect
+            // timeout would only slow the recovery of the calls that matter.
+            if reachable && last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = std::time::Instant::now();
+                purge_idempotency_keys(&db, idempotency_retention, &mut shutdown).await;
+            }
         }
     })
+}
+
+/// Deletes idempotency keys older than the retention, batch by batch until none is left
+/// (or shutdown). A purged key is free again: the same key then creates a new session.
+async fn purge_idempotency_keys(
+    db: &Db,
+    retention: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let cutoff = Timestamp(Timestamp::now().0 - retention.as_micros() as i64);
+    loop {
+        let purge = lifecycle::purge_idempotency_keys(db, cutoff, PURGE_BATCH)
+            .instrument(tracing::debug_span!("sweeper.purge_idempotency_keys"))
+            .await;
+        match purge {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(count = n, "purged idempotency keys past their retention");
+                }
+                if (n as i64) < PURGE_BATCH || *shutdown.borrow() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency key purge failed; retrying");
+                return;
+            }
+        }
+    }
 }
 
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";

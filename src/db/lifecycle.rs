@@ -209,3 +209,43 @@ pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec
         Ok(expired.into_iter().map(|s| s.id).collect())
     })
 }
+
+/// Deletes up to `batch` idempotency keys created before `cutoff`; returns how many.
+///
+/// Built to stay cheap without planner statistics (autovacuum may be off): a read of the
+/// first entry of the `created_at` index decides whether there is anything to do, and the
+/// delete picks its rows by that index (`ORDER BY created_at LIMIT`) and removes them by
+/// physical row id (Postgres `ctid`, SQLite `rowid`), never by scanning the table. On
+/// Postgres, `SKIP LOCKED` lets replicas purging at once split the work.
+pub async fn purge_idempotency_keys(db: &Db, cutoff: Timestamp, batch: i64) -> AppResult<usize> {
+    use super::schema::idempotency_keys;
+    let oldest: Option<i64> = with_conn!(db, |conn| {
+        idempotency_keys::table
+            .select(idempotency_keys::created_at)
+            .order(idempotency_keys::created_at.asc())
+            .first(conn)
+            .await
+            .optional()?
+    });
+    if oldest.is_none_or(|t| t >= cutoff.0) {
+        return Ok(0);
+    }
+    let delete = match db.backend() {
+        super::Backend::Postgres => format!(
+            "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM idempotency_keys WHERE created_at < $1 \
+             ORDER BY created_at LIMIT {batch} FOR UPDATE SKIP LOCKED))"
+        ),
+        super::Backend::Sqlite => format!(
+            "DELETE FROM idempotency_keys WHERE rowid IN ( \
+             SELECT rowid FROM idempotency_keys WHERE created_at < $1 \
+             ORDER BY created_at LIMIT {batch})"
+        ),
+    };
+    with_tx!(db, |conn| {
+        Ok(diesel::sql_query(delete.as_str())
+            .bind::<BigInt, _>(cutoff.0)
+            .execute(conn)
+            .await?)
+    })
+}

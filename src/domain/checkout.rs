@@ -4,7 +4,7 @@ use super::{
     catalog::BillingPeriod,
     email::{BillingDetail, BillingInput, Email},
     ids::ProductId,
-    invalid::{optional_text, Violation},
+    invalid::{optional_text, quoted, Violation},
     money::{Currency, MinorUnit},
     Invalid,
 };
@@ -120,12 +120,13 @@ pub fn check_map(field: &str, map: &StringMap) -> Result<(), Invalid> {
         if k.is_empty() || k.chars().count() > 40 {
             return Err(bad(format!(
                 "keys must be 1 to 40 characters (\"{}\")",
-                k.chars().take(40).collect::<String>()
+                quoted(k)
             )));
         }
         if v.chars().count() > 500 {
             return Err(bad(format!(
-                "value of \"{k}\" is longer than 500 characters"
+                "value of \"{}\" is longer than 500 characters",
+                quoted(k)
             )));
         }
     }
@@ -336,10 +337,9 @@ fn parse_line(l: LineInput) -> Result<LineRequest, Invalid> {
 /// SPEC: INVALID_ARGUMENT `Expected format: PROD_xxx, got "..."`.
 pub fn product_short_id(raw: &str) -> Result<ProductId, Invalid> {
     ProductId::parse(raw.trim()).ok_or_else(|| {
-        let shown: String = raw.chars().take(100).collect();
         Invalid::field(
             "product_id",
-            format!("Expected format: PROD_xxx, got \"{shown}\""),
+            format!("Expected format: PROD_xxx, got \"{}\"", quoted(raw)),
         )
     })
 }

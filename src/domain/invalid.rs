@@ -1,6 +1,24 @@
 //! The one error the domain produces: a request that cannot be accepted as it is. The
 //! gRPC layer turns it into INVALID_ARGUMENT with `google.rpc.BadRequest` field violations.
 
+use std::borrow::Cow;
+
+/// The most characters of a client's value an error message quotes. Values are echoed so a
+/// developer can see what was wrong, but never unbounded: a 200,000-character currency
+/// would otherwise come back in a 200 KB `grpc-message` (and again in the BadRequest
+/// details), past what gRPC clients accept in metadata.
+pub const QUOTE_MAX_CHARS: usize = 64;
+
+/// A client value as error messages quote it: whole when short, else its first
+/// [`QUOTE_MAX_CHARS`] characters and `…`. Every message that quotes a request value goes
+/// through here.
+pub fn quoted(raw: &str) -> Cow<'_, str> {
+    match raw.char_indices().nth(QUOTE_MAX_CHARS) {
+        None => Cow::Borrowed(raw),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &raw[..cut])),
+    }
+}
+
 /// One field that failed, with a description a developer can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -70,4 +88,18 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<String, Inv
         ));
     }
     Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_cuts_long_values_on_a_char_boundary() {
+        assert_eq!(super::quoted("USD"), "USD");
+        let exact = "é".repeat(super::QUOTE_MAX_CHARS);
+        assert_eq!(super::quoted(&exact), exact);
+        let long = "é".repeat(200_000);
+        let shown = super::quoted(&long);
+        assert_eq!(shown.chars().count(), super::QUOTE_MAX_CHARS + 1);
+        assert!(shown.ends_with('…'));
+    }
 }

@@ -5,7 +5,7 @@ use super::{
     catalog::BillingPeriod,
     checkout::{LineRequest, LineSource, SessionRequest},
     money::{Currency, MinorUnit},
-    Invalid, Rejection,
+    quoted, Invalid, Rejection,
 };
 use std::collections::HashMap;
 
@@ -93,7 +93,7 @@ pub fn lock_lines(
     for (i, line, id) in catalog_lines() {
         let p = facts(id)?;
         if p.requires_server_selection && line.server_id.is_none() {
-            let msg = format!("Package '{}' requires a server selection", p.name);
+            let msg = format!("Package '{}' requires a server selection", quoted(&p.name));
             return Err(Invalid::field(format!("lines[{i}].server_id"), msg).into());
         }
     }
@@ -124,7 +124,7 @@ pub fn lock_lines(
                     (None, None) => {
                         let msg = format!(
                             "Currency {} is not supported for this product",
-                            req.currency
+                            quoted(&req.currency)
                         );
                         return Err(Invalid::field("currency", msg).into());
                     }
@@ -154,7 +154,7 @@ pub fn lock_lines(
     Currency::parse("currency", &req.currency).map_err(|_| {
         Invalid::field(
             "currency",
-            format!("Currency {} is not supported", req.currency),
+            format!("Currency {} is not supported", quoted(&req.currency)),
         )
     })?;
     Ok(locked)

@@ -1,6 +1,6 @@
 //! Money: amounts are integers in a currency's minor unit, and every operation is checked,
 //! so an overflow is an error and never a wrap.
-use super::Invalid;
+use super::{quoted, Invalid};
 
 /// An ISO 4217 currency this service knows, with its minor-unit exponent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +34,8 @@ impl Currency {
     /// The SPEC's wording for a code that is not three uppercase letters.
     pub fn format_error(raw: &str) -> String {
         format!(
-            "Invalid currency format: \"{raw}\". Must be 3 uppercase letters (e.g., \"USD\", \"EUR\", \"JPY\")"
+            "Invalid currency format: \"{}\". Must be 3 uppercase letters (e.g., \"USD\", \"EUR\", \"JPY\")",
+            quoted(raw)
         )
     }
 
@@ -52,7 +53,7 @@ impl Currency {
         .iter()
         .find(|(codes, _)| codes.contains(&raw))
         .map(|&(_, e)| e)
-        .ok_or_else(|| Invalid::field(field, format!("Unknown currency: \"{raw}\"")))?;
+        .ok_or_else(|| Invalid::field(field, format!("Unknown currency: \"{}\"", quoted(raw))))?;
         let b = raw.as_bytes();
         Ok(Currency {
             code: [b[0], b[1], b[2]],

@@ -1,6 +1,6 @@
 //! Totals and coupons. All arithmetic is checked: an amount that does not fit is refused
 //! (INVALID_ARGUMENT), never wrapped.
-use super::{catalog::Discount, money::MinorUnit, time::Timestamp, Invalid};
+use super::{catalog::Discount, money::MinorUnit, quoted, time::Timestamp, Invalid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
@@ -35,7 +35,10 @@ pub struct CouponTerms {
 
 /// SPEC: `couponCode: <code> (expired)` and friends; `code` as the client sent it.
 pub fn coupon_refusal(code: &str, why: &str) -> Invalid {
-    Invalid::field("coupon_code", format!("couponCode: {code} ({why})"))
+    Invalid::field(
+        "coupon_code",
+        format!("couponCode: {} ({why})", quoted(code)),
+    )
 }
 
 /// The discount a coupon gives on `subtotal`, or why it does not apply. Exhaustion is
@@ -54,7 +57,10 @@ pub fn discount(
     let needs_currency =
         matches!(terms.discount, Discount::AmountOff(_)) || terms.minimum_amount.is_some();
     if needs_currency && !same_currency {
-        return Err(coupon_refusal(code, &format!("not valid for {currency}")));
+        return Err(coupon_refusal(
+            code,
+            &format!("not valid for {}", quoted(currency)),
+        ));
     }
     if terms.minimum_amount.is_some_and(|m| subtotal.get() < m) {
         return Err(coupon_refusal(code, "does not meet minimum"));

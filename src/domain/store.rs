@@ -1,5 +1,5 @@
 //! Stores, their return-URL origins and their credentials.
-use super::{invalid::required_text, Environment, Invalid};
+use super::{invalid::required_text, quoted, Environment, Invalid};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -202,7 +202,8 @@ pub fn return_url(
     let origin = url.origin().ascii_serialization();
     if !allowed.iter().any(|o| o.as_str() == origin) {
         return Err(bad(format!(
-            "URL origin ({origin}) is not in the allow-list"
+            "URL origin ({}) is not in the allow-list",
+            quoted(&origin)
         )));
     }
     Ok(raw.to_owned())

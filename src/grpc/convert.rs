@@ -101,7 +101,8 @@ pub fn mask_paths<'a>(
         return Err(Invalid::field(
             "update_mask",
             format!(
-                "update_mask: unknown or immutable field \"{bad}\" (allowed: {})",
+                "update_mask: unknown or immutable field \"{}\" (allowed: {})",
+                crate::domain::quoted(bad),
                 allowed.join(", ")
             ),
         ));

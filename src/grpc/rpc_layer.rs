@@ -53,6 +53,51 @@ pub struct RpcService<S> {
     metrics: Arc<Metrics>,
 }
 
+/// gRPC over HTTP/2 says `application/grpc`, optionally `+proto` or with parameters. tonic
+/// does not check it and would read a JSON body as gRPC frames (its first byte as a
+/// compression flag: INTERNAL). Like grpc-go, anything else gets HTTP 415 with
+/// INVALID_ARGUMENT, so gRPC clients and plain HTTP clients both see a refusal.
+fn is_grpc_content_type(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct == "application/grpc"
+                || ct.starts_with("application/grpc+proto")
+                || ct.starts_with("application/grpc;")
+        })
+}
+
+fn unsupported_media_type<R: Default>() -> http::Response<R> {
+    let mut res = http::Response::new(R::default());
+    *res.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", http::HeaderValue::from_static("3"));
+    h.insert(
+        "grpc-message",
+        http::HeaderValue::from_static("Unsupported content-type: use application/grpc"),
+    );
+    res
+}
+
+/// tonic's own framing errors (a compressed flag without `grpc-encoding`, a flag other
+/// than 0 or 1) are INTERNAL as the gRPC compression spec requires, with a fixed message
+/// that quotes nothing of the body. They are still the client's doing: logged as such.
+fn log_protocol_error<B>(res: &http::Response<B>) {
+    let message = res
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if message.starts_with("protocol error") {
+        tracing::warn!("client error: gRPC framing violated ({message})");
+    }
+}
+
 /// The status of a call, where a response carries it in its headers (every error, since
 /// tonic sends errors trailers-only); a successful call carries it in trailers: OK.
 fn grpc_code<B>(res: &http::Response<B>) -> i32 {
@@ -68,6 +113,7 @@ where
     S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    R: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -98,10 +144,21 @@ where
         });
         let _ = span.set_parent(parent);
         let started = Instant::now();
+        let grpc = is_grpc_content_type(req.headers());
         Box::pin(
             async move {
-                let res = inner.call(req).await;
+                let res = if grpc {
+                    inner.call(req).await
+                } else {
+                    tracing::info!("client error: request without a gRPC content-type");
+                    Ok(unsupported_media_type())
+                };
                 let code = res.as_ref().map(grpc_code).unwrap_or(14);
+                if code == 13 {
+                    if let Ok(res) = &res {
+                        log_protocol_error(res);
+                    }
+                }
                 let took = started.elapsed();
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code);

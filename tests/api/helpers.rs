@@ -147,6 +147,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         shutdown_grace_seconds: 5,
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
+        idempotency_retention_hours: 72,
         webhooks: checkout::dispatch::DispatchConfig {
             webhook_dispatcher: opts.webhook_dispatcher,
             webhook_poll_ms: 50,

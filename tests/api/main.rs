@@ -8,11 +8,16 @@ mod auth_replicas;
 mod catalog;
 mod create_errors;
 mod create_rules;
+mod echo_bounds;
 mod fixtures;
 mod helpers;
 mod idempotency;
+mod idempotency_retention;
 mod lifecycle;
+mod malformed;
+mod malformed_fuzz;
 mod operations;
+mod raw_h2;
 mod receiver;
 mod server;
 mod session_views;
@@ -78,6 +83,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         create_errors::currency_not_supported,
         create_errors::coupon_refusals,
         create_errors::refusals_write_nothing,
+        echo_bounds::huge_values_are_cut_in_errors,
         create_rules::locks_catalog_values,
         create_rules::minor_units_per_currency,
         create_rules::amounts_never_overflow,
@@ -93,6 +99,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         idempotency::concurrent_same_key_creates_one_session,
         idempotency::coupon_race_never_over_redeems,
         idempotency::tenancy_and_environment_isolation,
+        idempotency_retention::keys_past_retention_are_purged,
         lifecycle::complete_creates_one_order,
         lifecycle::cancel_and_expire_release_coupons,
         lifecycle::concurrent_completes_make_one_order,
@@ -115,6 +122,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         operations::metrics_show_counters_moving,
         operations::sigterm_loses_no_calls_in_flight,
         operations::traces_reach_an_otlp_collector,
+        malformed::undecodable_bodies_are_invalid_argument,
+        malformed::framing_and_content_type_errors,
+        malformed_fuzz::generated_bad_bodies_never_fail_the_server,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
