@@ -134,6 +134,9 @@ impl Application {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.BadRequest / ErrorInfo / RetryInfo, so grpcurl and buf curl can
+                // decode the details of our errors (`-format-error`).
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         let hub = Hub::new(self.db.clone(), self.metrics.clone());
         let auth_cache = Arc::new(AuthCache::default());

