@@ -98,7 +98,7 @@ pub struct LogConfig {
     /// OTLP/gRPC collector for traces, e.g. http://127.0.0.1:4317.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// Where to serve Prometheus metrics (GET /metrics), e.g. 127.0.0.1:9090.
+    /// Where to serve Prometheus metrics (GET /metrics), e.g. 127.0.0.1:9464.
     #[arg(long, env = "CHECKOUT_METRICS_ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -118,10 +118,12 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
 }
 
-/// `host:port`, or `:port` for every interface (as Go servers and grpcurl users expect).
+/// `host:port`, or `:port` on loopback. `:port` keeps the default host rather than every
+/// interface: a service that carries bearer secrets is exposed only when asked to be, with
+/// an explicit `0.0.0.0:port`.
 fn parse_listen_addr(raw: &str) -> Result<SocketAddr, String> {
     let full = match raw.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
+        Some(port) => format!("127.0.0.1:{port}"),
         None => raw.to_owned(),
     };
     full.parse()
@@ -152,7 +154,7 @@ mod tests {
     fn listen_addr_accepts_port_only() {
         assert_eq!(
             super::parse_listen_addr(":0").unwrap().to_string(),
-            "0.0.0.0:0"
+            "127.0.0.1:0"
         );
         assert!(super::parse_listen_addr("nonsense").is_err());
     }

@@ -75,11 +75,11 @@ fn print_banner(app: &Application) {
     println!("  grpcurl -plaintext {target} list");
     println!("  grpcurl -plaintext {target} grpc.health.v1.Health/Check");
     println!(
-        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"store_id\":\"{}\"}}' {target} checkout.v1.AdminService/GetStore",
+        "  grpcurl -plaintext -H \"authorization: Bearer {token}\" -d '{{\"store_id\":\"{}\"}}' {target} checkout.v1.AdminService/GetStore",
         seed.store_id
     );
     println!(
-        "  grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{\"product_id\":\"{first_product}\"}}' {target} checkout.v1.AdminService/GetProduct"
+        "  grpcurl -plaintext -H \"authorization: Bearer {token}\" -d '{{\"product_id\":\"{first_product}\"}}' {target} checkout.v1.AdminService/GetProduct"
     );
     let key = &seed.api_key;
     let origin = &seed.origin;

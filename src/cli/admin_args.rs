@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum AdminOp {
+    /// Creates a store (no API checkout until it has a return origin).
     CreateStore {
         #[arg(long)]
         slug: String,
@@ -17,6 +18,7 @@ pub enum AdminOp {
         #[arg(long = "origin")]
         origins: Vec<String>,
     },
+    /// Shows a store.
     GetStore {
         #[arg(long)]
         store_id: String,
@@ -40,16 +42,19 @@ pub enum AdminOp {
         #[arg(long, conflicts_with = "origins")]
         clear_origins: bool,
     },
+    /// Creates a secret API key for one environment; prints the secret once.
     CreateApiKey {
         #[arg(long)]
         store_id: String,
         #[arg(long, value_parser = ["test", "prod"])]
         environment: String,
     },
+    /// Revokes an API key; every replica refuses it within seconds.
     RevokeApiKey {
         #[arg(long)]
         api_key_id: String,
     },
+    /// Creates a product (sell it by creating and activating a version).
     CreateProduct {
         #[arg(long)]
         store_id: String,
@@ -60,6 +65,7 @@ pub enum AdminOp {
         #[arg(long)]
         requires_server_selection: bool,
     },
+    /// Shows a product with its versions.
     GetProduct {
         #[arg(long)]
         product_id: String,
@@ -77,6 +83,7 @@ pub enum AdminOp {
         #[arg(long)]
         active: Option<bool>,
     },
+    /// Creates an immutable product version with its prices.
     CreateProductVersion {
         #[arg(long)]
         product_id: String,
@@ -88,12 +95,14 @@ pub enum AdminOp {
         #[arg(long, default_value_t = 0)]
         trial_days: i32,
     },
+    /// Makes a version the one sold in an environment.
     ActivateProductVersion {
         #[arg(long)]
         product_version_id: String,
         #[arg(long, value_parser = ["test", "prod"])]
         environment: String,
     },
+    /// Creates a coupon: --percent-off, or --amount-off with --currency.
     CreateCoupon {
         #[arg(long)]
         store_id: String,
@@ -103,6 +112,7 @@ pub enum AdminOp {
         percent_off: Option<i32>,
         #[arg(long)]
         amount_off: Option<i64>,
+        /// The currency of --amount-off and --minimum-amount (ISO 4217, e.g. USD).
         #[arg(long, default_value = "")]
         currency: String,
         /// RFC 3339, e.g. 2027-01-01T00:00:00Z.
@@ -110,9 +120,11 @@ pub enum AdminOp {
         expires_at: Option<prost_types::Timestamp>,
         #[arg(long, default_value_t = 0)]
         max_redemptions: i32,
+        /// Smallest subtotal the coupon applies to, in minor units of --currency.
         #[arg(long, default_value_t = 0)]
         minimum_amount: i64,
     },
+    /// Registers a webhook endpoint; prints its signing secret once.
     CreateWebhookEndpoint {
         #[arg(long)]
         store_id: String,
@@ -121,6 +133,7 @@ pub enum AdminOp {
         #[arg(long)]
         url: String,
     },
+    /// Lists webhook delivery attempts, newest first.
     ListWebhookDeliveries {
         #[arg(long)]
         store_id: String,

@@ -127,6 +127,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         malformed::framing_and_content_type_errors,
         malformed_fuzz::generated_bad_bodies_never_fail_the_server,
         tooling::grpcurl_decodes_error_details,
+        tooling::admin_cli_is_described_and_works_as_documented,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());

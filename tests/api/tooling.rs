@@ -60,3 +60,45 @@ pub async fn grpcurl_decodes_error_details(ctx: Ctx) {
     }
     assert!(!text.contains("not recognized"), "{text}");
 }
+
+/// `checkout admin …` as the README shows it: every subcommand says what it does, and the
+/// README's create-coupon synopsis (one `--currency` for amount-off and minimum) is accepted.
+pub async fn admin_cli_is_described_and_works_as_documented(ctx: Ctx) {
+    let app = TestApp::spawn(&ctx).await;
+    let c = catalog(&app).await;
+    let run = |args: Vec<String>| {
+        let out = Command::new(env!("CARGO_BIN_EXE_checkout"))
+            .arg("admin")
+            .args(args)
+            .env("DATABASE_URL", &app.db.url)
+            .output()
+            .expect("run the checkout binary");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, help, err) = run(vec!["--help".into()]);
+    assert!(ok, "{err}");
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(commands.len() >= 13, "{help}");
+    for line in commands {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words.len() >= 2, "no description for {line:?} in:\n{help}");
+    }
+    let args = "create-coupon --code TENOFF --amount-off 500 --currency USD --minimum-amount 1000 --max-redemptions 3";
+    let mut args: Vec<String> = args.split(' ').map(String::from).collect();
+    args.extend(["--store-id".into(), c.shop.store_id.clone()]);
+    let (ok, out, err) = run(args);
+    assert!(ok, "{err}");
+    let coupon: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(coupon["currency"], "USD", "{out}");
+    assert_eq!(coupon["minimumAmount"], "1000", "{out}");
+}
