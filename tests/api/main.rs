@@ -128,6 +128,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         malformed_fuzz::generated_bad_bodies_never_fail_the_server,
         tooling::grpcurl_decodes_error_details,
         tooling::admin_cli_is_described_and_works_as_documented,
+        tooling::banner_commands_run_as_printed,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());

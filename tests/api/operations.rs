@@ -141,13 +141,15 @@ pub async fn metrics_show_counters_moving(ctx: Ctx) {
 }
 
 /// The binary, started as a deployment would start it, on a test database.
-struct Service {
+pub struct Service {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
+    /// Every line it printed on stdout after the first, as it prints them.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
-    fn start(db: &TestDb, token: &str, env: &[(&str, &str)]) -> Service {
+    pub fn start(db: &TestDb, token: &str, env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_checkout"))
             .arg("serve")
             .env("DATABASE_URL", &db.url)
@@ -163,14 +165,24 @@ impl Service {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("banner").expect("stdout");
         // Keep reading, as a terminal would: a closed pipe would kill the service's println.
-        std::thread::spawn(move || lines.for_each(drop));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            lines
+                .map_while(Result::ok)
+                .for_each(|l| sink.lock().unwrap().push(l))
+        });
         let addr = first
             .rsplit(' ')
             .next()
             .unwrap()
             .parse()
             .expect("the banner names the address");
-        Service { child, addr }
+        Service {
+            child,
+            addr,
+            stdout,
+        }
     }
 
     fn sigterm(&self) {

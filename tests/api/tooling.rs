@@ -102,3 +102,58 @@ pub async fn admin_cli_is_described_and_works_as_documented(ctx: Ctx) {
     assert_eq!(coupon["currency"], "USD", "{out}");
     assert_eq!(coupon["minimumAmount"], "1000", "{out}");
 }
+
+/// The grpcurl commands the service prints at start run as printed, with the platform token
+/// taken from the environment (the shell must expand `$CHECKOUT_PLATFORM_TOKEN`).
+pub async fn banner_commands_run_as_printed(ctx: Ctx) {
+    if grpcurl().is_none() {
+        return;
+    }
+    let db = crate::helpers::TestDb::create(&ctx).await;
+    let token = format!("pt_{}", checkout::domain::ids::random_base62(40));
+    let svc = crate::operations::Service::start(&db, &token, &[("CHECKOUT_DEMO_SEED", "true")]);
+    // The banner is printed in one go; its last command is the store-slug CreateSession.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let banner = loop {
+        let lines = svc.stdout.lock().unwrap().clone();
+        if let Some(i) = lines.iter().position(|l| l.contains("x-store-slug")) {
+            if lines.len() > i + 1 {
+                break lines;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "banner: {lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let commands: Vec<String> = banner
+        .join("\n")
+        .replace("\\\n", " ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("grpcurl "))
+        .map(String::from)
+        .collect();
+    assert_eq!(commands.len(), 6, "{banner:#?}");
+    assert!(commands
+        .iter()
+        .any(|c| c.contains("$CHECKOUT_PLATFORM_TOKEN")));
+    for command in commands {
+        let token = token.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .args(["-c", &command])
+                .env("CHECKOUT_PLATFORM_TOKEN", token)
+                .output()
+                .map(|o| (o, command))
+        })
+        .await
+        .unwrap()
+        .expect("run sh");
+        let (out, command) = out;
+        assert!(
+            out.status.success(),
+            "{command}\nfailed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
