@@ -199,6 +199,7 @@ impl Dispatcher {
                 error: Some(e.message),
                 duration_ms: 0,
             };
+            log_failure(job, &attempt);
             return finish(Some(attempt), failed(job.attempts + 1), false).await;
         }
         let timestamp = Timestamp::now().seconds();
@@ -209,6 +210,7 @@ impl Dispatcher {
                 error: Some("endpoint secret is unusable".into()),
                 duration_ms: 0,
             };
+            log_failure(job, &attempt);
             return finish(Some(attempt), Next::Failed, false).await;
         };
         let started = Instant::now();
@@ -271,6 +273,23 @@ impl Dispatcher {
                 (false, Some(_)) => "http_error",
                 (false, None) => "network_error",
             });
+        if !attempt.success {
+            log_failure(job, &attempt);
+        }
         finish(Some(attempt), next, disable).await
     }
+}
+
+/// A failed attempt, for the operator: which endpoint and event, the HTTP status or the
+/// network error, and how many attempts so far. The URL is left out (it may carry tokens);
+/// the endpoint id leads to it.
+fn log_failure(job: &Job, attempt: &Attempt) {
+    tracing::warn!(
+        endpoint_id = %job.endpoint_id,
+        event_id = %job.event_id,
+        status = attempt.response_status,
+        error = attempt.error.as_deref().unwrap_or(""),
+        attempt = job.attempts + 1,
+        "webhook delivery failed"
+    );
 }

@@ -26,6 +26,9 @@ impl Telemetry {
 /// and the first subscriber wins.
 pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Always: a caller's `traceparent` names the trace in the per-RPC log line even when no
+    // spans are exported.
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let (otel, provider) = match otlp_endpoint.filter(|e| !e.is_empty()) {
         None => (None, None),
         Some(endpoint) => {
@@ -34,11 +37,20 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemet
                 .with_tonic()
                 .with_endpoint(endpoint)
                 .build()?;
+            // The resource builder reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
+            // "checkout" only when neither names the service.
+            let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+                || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+                    .is_ok_and(|a| a.contains("service.name="));
+            let resource = if named {
+                Resource::builder().build()
+            } else {
+                Resource::builder().with_service_name("checkout").build()
+            };
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name("checkout").build())
+                .with_resource(resource)
                 .build();
-            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("checkout"));
             (Some(layer), Some(provider))
         }
@@ -50,10 +62,21 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemet
             .try_init()
     } else {
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(colour_wanted())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
     Ok(Telemetry { provider })
+}
+
+/// Colour codes only on a terminal, and never with `NO_COLOR` set (no-color.org): in a file
+/// or a log pipeline they are noise.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Reads W3C trace context from HTTP/2 request headers (gRPC metadata).

@@ -1,9 +1,11 @@
 //! The outermost layer: one span per RPC (method, store id, session id, gRPC code,
-//! duration), parented on the caller's W3C `traceparent`, and the RPC metrics. Expected
+//! duration, OpenTelemetry's RPC attributes and error status), parented on the caller's W3C
+//! `traceparent`; one log line per RPC with its `x-request-id`; and the RPC metrics. Expected
 //! client errors are not logged as errors; server failures were logged where the status
 //! was made (crate::error).
 use crate::{metrics::Metrics, telemetry::HeaderExtractor};
 use futures_util::future::BoxFuture;
+use opentelemetry::trace::TraceId;
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -128,13 +130,23 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
         let method = method_label(req.uri().path());
+        let (service, short) = method.rsplit_once('/').unwrap_or(("unknown", "unknown"));
+        let request_id = request_id(req.headers());
+        let peer = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr());
         let span = tracing::info_span!(
             "rpc",
             otel.name = %method,
             otel.kind = "server",
+            otel.status_code = Empty,
             rpc.system = "grpc",
-            rpc.method = %method,
+            rpc.service = %service,
+            rpc.method = %short,
             rpc.grpc.status_code = Empty,
+            client.address = peer.map(|p| tracing::field::display(p.ip())),
+            request_id = %request_id,
             store_id = Empty,
             session_id = Empty,
             duration_ms = Empty,
@@ -142,12 +154,14 @@ where
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(req.headers()))
         });
-        let _ = span.set_parent(parent);
+        // Parent first: reading the span's context fixes its trace.
+        let _ = span.set_parent(parent.clone());
+        let trace_id = trace_id(&span, &parent);
         let started = Instant::now();
         let grpc = is_grpc_content_type(req.headers());
         Box::pin(
             async move {
-                let res = if grpc {
+                let mut res = if grpc {
                     inner.call(req).await
                 } else {
                     tracing::info!("client error: request without a gRPC content-type");
@@ -159,15 +173,94 @@ where
                         log_protocol_error(res);
                     }
                 }
+                if let Ok(res) = &mut res {
+                    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+                        res.headers_mut().insert(REQUEST_ID, v);
+                    }
+                }
                 let took = started.elapsed();
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code);
                 current.record("duration_ms", took.as_millis() as u64);
+                if is_server_fault(code) {
+                    current.record("otel.status_code", "ERROR");
+                }
                 metrics.rpc(&method, code, took);
-                tracing::debug!(code = crate::metrics::code_name(code), "rpc finished");
+                log_rpc(&method, code, took, &trace_id, peer, &request_id);
                 res
             }
             .instrument(span),
         )
+    }
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `x-request-id` when it is a sane token (1–128 of `A-Za-z0-9._:-`, so it
+/// cannot forge log lines), else a new one; echoed in the response metadata and logged.
+fn request_id(headers: &http::HeaderMap) -> String {
+    let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => crate::domain::ids::random_base62(22),
+    }
+}
+
+/// The trace this call belongs to: the exported span's, or else the caller's `traceparent`
+/// (so logs and the caller's traces meet even when this replica exports nothing).
+fn trace_id(span: &tracing::Span, parent: &opentelemetry::Context) -> Shown<TraceId> {
+    use opentelemetry::trace::TraceContextExt;
+    let own = span.context().span().span_context().trace_id();
+    let id = if own != TraceId::INVALID {
+        own
+    } else {
+        parent.span().span_context().trace_id()
+    };
+    Shown((id != TraceId::INVALID).then_some(id))
+}
+
+/// An optional value for a log field, empty when absent; formatted only if the line is
+/// written, so a filtered-out log costs no allocation.
+struct Shown<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The codes OpenTelemetry's gRPC conventions count as a server span's failure; the
+/// others are the client's doing and leave the span status unset.
+fn is_server_fault(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// One line per call at INFO (target `checkout::rpc`, so `RUST_LOG=info,checkout::rpc=warn`
+/// silences it); health probes only at DEBUG, as balancers call them every second or so.
+fn log_rpc(
+    method: &str,
+    code: i32,
+    took: std::time::Duration,
+    trace_id: &Shown<TraceId>,
+    peer: Option<std::net::SocketAddr>,
+    request_id: &str,
+) {
+    let code = crate::metrics::code_name(code);
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    let peer = Shown(peer);
+    if method.starts_with("grpc.health.") {
+        tracing::debug!(target: "checkout::rpc", method, code, duration_ms, %trace_id, %peer, request_id, "rpc");
+    } else {
+        tracing::info!(target: "checkout::rpc", method, code, duration_ms, %trace_id, %peer, request_id, "rpc");
     }
 }

@@ -14,6 +14,7 @@ mod helpers;
 mod idempotency;
 mod idempotency_retention;
 mod lifecycle;
+mod logs;
 mod malformed;
 mod malformed_fuzz;
 mod operations;
@@ -129,6 +130,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         tooling::grpcurl_decodes_error_details,
         tooling::admin_cli_is_described_and_works_as_documented,
         tooling::banner_commands_run_as_printed,
+        logs::every_rpc_is_logged_with_its_request_id,
+        logs::webhook_failures_warn_and_pipes_get_no_colour,
+        logs::spans_show_server_faults,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());

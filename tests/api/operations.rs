@@ -146,6 +146,8 @@ pub struct Service {
     pub addr: SocketAddr,
     /// Every line it printed on stdout after the first, as it prints them.
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every line of its log (stderr), as it writes them.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -159,9 +161,17 @@ impl Service {
             .env("CHECKOUT_RATE_LIMIT_PER_SECOND", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the checkout binary");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let log = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            log.lines()
+                .map_while(Result::ok)
+                .for_each(|l| sink.lock().unwrap().push(l))
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("banner").expect("stdout");
         // Keep reading, as a terminal would: a closed pipe would kill the service's println.
@@ -182,10 +192,11 @@ impl Service {
             child,
             addr,
             stdout,
+            stderr,
         }
     }
 
-    fn sigterm(&self) {
+    pub fn sigterm(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -195,7 +206,7 @@ impl Service {
     }
 
     /// Waits for the process to exit; its exit status.
-    async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+    pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -218,7 +229,7 @@ impl Drop for Service {
 }
 
 /// A client of a running service, provisioned through AdminService like an operator would.
-async fn client_app(db: std::sync::Arc<TestDb>, svc: &Service, token: &str) -> TestApp {
+pub async fn client_app(db: std::sync::Arc<TestDb>, svc: &Service, token: &str) -> TestApp {
     // Reuse TestApp's clients against the child: same database, same token.
     let mut app = TestApp::spawn_on(
         db,
@@ -311,15 +322,15 @@ pub async fn sigterm_loses_no_calls_in_flight(ctx: Ctx) {
     assert!(status.success(), "clean exit: {status:?}");
 }
 
-mod otlp {
+pub mod otlp {
     use opentelemetry_proto::tonic::collector::trace::v1::{
         trace_service_server::{TraceService, TraceServiceServer},
         ExportTraceServiceRequest, ExportTraceServiceResponse,
     };
     use std::sync::{Arc, Mutex};
 
-    /// (name, trace id, parent span id)
-    pub type Received = (String, Vec<u8>, Vec<u8>);
+    /// (name, trace id, parent span id, status code (0 unset, 2 error), service.name)
+    pub type Received = (String, Vec<u8>, Vec<u8>, i32, String);
 
     /// Every span received.
     #[derive(Clone, Default)]
@@ -333,9 +344,25 @@ mod otlp {
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
             let mut spans = self.0.lock().unwrap();
             for rs in req.into_inner().resource_spans {
+                let service = rs
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .and_then(|a| a.value.as_ref()?.value.as_ref())
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
                 for ss in rs.scope_spans {
                     for s in ss.spans {
-                        spans.push((s.name, s.trace_id, s.parent_span_id));
+                        let status = s.status.map_or(0, |st| st.code);
+                        let span = (
+                            s.name,
+                            s.trace_id,
+                            s.parent_span_id,
+                            status,
+                            service.clone(),
+                        );
+                        spans.push(span);
                     }
                 }
             }
@@ -392,7 +419,7 @@ pub async fn traces_reach_an_otlp_collector(ctx: Ctx) {
     let spans = collector.0.lock().unwrap().clone();
     let span = spans
         .iter()
-        .find(|(name, _, _)| name == "checkout.v1.CheckoutService/CreateSession")
+        .find(|(name, ..)| name == "checkout.v1.CheckoutService/CreateSession")
         .unwrap_or_else(|| {
             panic!(
                 "no CreateSession span among {:?}",
