@@ -113,7 +113,6 @@ pub async fn webhook_failures_warn_and_pipes_get_no_colour(ctx: Ctx) {
             store_id: c.shop.store_id.clone(),
             environment: pb::Environment::Test as i32,
             url: receiver.url(),
-            ..Default::default()
         }))
         .await
         .expect("endpoint")
