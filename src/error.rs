@@ -118,8 +118,12 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppErro
 /// Backstop bounds (bytes). Percent-encoding can triple a message on the wire and base64
 /// adds a third to the details; within these bounds the worst case stays near 6 KiB.
 const MESSAGE_MAX_BYTES: usize = 1000;
+/// ErrorInfo metadata entries.
 const VIOLATIONS_MAX: usize = 5;
 const DETAIL_MAX_BYTES: usize = 300;
+/// Every violation of a request is listed while they fit in this many bytes (field +
+/// description); a request with more gets the first ones.
+const VIOLATIONS_MAX_BYTES: usize = 3000;
 
 /// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
 fn bounded(mut s: String, max: usize) -> String {
@@ -143,11 +147,15 @@ impl From<AppError> for Status {
         match e {
             AppError::Invalid(inv) => {
                 let mut details = ErrorDetails::new();
-                for v in inv.violations.into_iter().take(VIOLATIONS_MAX) {
-                    details.add_bad_request_violation(
-                        bounded(v.field, DETAIL_MAX_BYTES),
-                        bounded(v.description, DETAIL_MAX_BYTES),
-                    );
+                let mut budget = VIOLATIONS_MAX_BYTES;
+                for v in inv.violations {
+                    let field = bounded(v.field, DETAIL_MAX_BYTES);
+                    let description = bounded(v.description, DETAIL_MAX_BYTES);
+                    let Some(left) = budget.checked_sub(field.len() + description.len()) else {
+                        break;
+                    };
+                    budget = left;
+                    details.add_bad_request_violation(field, description);
                 }
                 Status::with_error_details(Code::InvalidArgument, message(inv.message), details)
             }

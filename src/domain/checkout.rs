@@ -4,7 +4,7 @@ use super::{
     catalog::BillingPeriod,
     email::{BillingDetail, BillingInput, Email},
     ids::ProductId,
-    invalid::{optional_text, quoted, Violation},
+    invalid::{optional_text, quoted, Violation, Violations},
     money::{Currency, MinorUnit},
     Invalid,
 };
@@ -134,81 +134,76 @@ pub fn check_map(field: &str, map: &StringMap) -> Result<(), Invalid> {
 }
 
 impl SessionRequest {
+    /// Every rule that needs no database, checked all at once: the error lists every
+    /// violation (paths like `lines[2].quantity`), with the first one's message.
     pub fn parse(input: SessionInput) -> Result<SessionRequest, Invalid> {
         check_required(&input)?;
+        let mut v = Violations::default();
         let currency = input.currency.clone();
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Invalid::field(
+            v.add(Invalid::field(
                 "currency",
                 Currency::format_error(&currency),
             ));
         }
         if input.lines.len() > MAX_LINES {
-            return Err(Invalid::field("lines", "lines must have at most 100 items"));
+            v.add(Invalid::field("lines", "lines must have at most 100 items"));
+            // Past the limit the lines themselves are not looked at.
+            v.finish()?;
         }
-        let lines = input
-            .lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| parse_line(l).map_err(|e| e.within(&format!("lines[{i}]"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let order_merchant_external_id = match input.order_merchant_external_id {
-            None => None,
-            Some(raw) => {
-                let field = "order_merchant_external_id";
-                let v = raw.trim();
-                if v.is_empty() {
-                    return Err(Invalid::field(
-                        field,
-                        "orderMerchantExternalId must not be empty",
-                    ));
-                }
-                if v.chars().count() > 128 {
-                    return Err(Invalid::field(
-                        field,
-                        "orderMerchantExternalId must be at most 128 characters",
-                    ));
-                }
-                Some(optional_text(field, v, 128)?)
-            }
-        };
+        let lines: Vec<_> = (input.lines.into_iter().enumerate())
+            .filter_map(|(i, l)| {
+                v.check(parse_line(l).map_err(|e| e.within(&format!("lines[{i}]"))))
+            })
+            .collect();
+        let order_merchant_external_id = v
+            .check(external_id(input.order_merchant_external_id))
+            .flatten();
         let billing_detail = input
             .billing_detail
             .as_ref()
-            .map(BillingDetail::parse)
-            .transpose()?;
+            .and_then(|b| v.check(BillingDetail::parse(b)));
         let buyer_email = match input.buyer_email.trim() {
             "" => None,
-            raw => Some(Email::parse(raw).ok_or_else(|| {
+            raw => v.check(Email::parse(raw).ok_or_else(|| {
                 Invalid::field("buyer_email", "buyerEmail: not a valid email address")
-            })?),
+            })),
         };
-        check_map("metadata", &input.metadata)?;
+        v.check(check_map("metadata", &input.metadata));
         let ttl_seconds = match input.expires_in_seconds {
             None => DEFAULT_TTL_SECONDS,
             Some(s) if TTL_SECONDS.contains(&s) => s,
             Some(_) => {
-                return Err(Invalid::field(
+                v.add(Invalid::field(
                     "expires_in_seconds",
                     "expiresInSeconds must be between 300 and 86400",
-                ))
+                ));
+                DEFAULT_TTL_SECONDS
             }
         };
         let success_url = non_empty(input.success_url.trim().to_owned());
         if input.auto_redirect && success_url.is_none() {
-            return Err(Invalid::field(
+            v.add(Invalid::field(
                 "auto_redirect",
                 "autoRedirect requires successUrl",
             ));
         }
+        let mut text = |field, value: &str, max| {
+            v.check(optional_text(field, value, max))
+                .and_then(non_empty)
+        };
+        let customer_id = text("customer_id", &input.customer_id, 128);
+        let coupon_code = text("coupon_code", &input.coupon_code, 64);
+        let affiliate_code = text("affiliate_code", &input.affiliate_code, 64);
+        v.finish()?;
         Ok(SessionRequest {
             lines,
             currency,
-            customer_id: non_empty(optional_text("customer_id", &input.customer_id, 128)?),
+            customer_id,
             buyer_email,
             billing_detail,
-            coupon_code: non_empty(optional_text("coupon_code", &input.coupon_code, 64)?),
-            affiliate_code: non_empty(optional_text("affiliate_code", &input.affiliate_code, 64)?),
+            coupon_code,
+            affiliate_code,
             success_url,
             cancel_url: non_empty(input.cancel_url.trim().to_owned()),
             auto_redirect: input.auto_redirect,
@@ -246,17 +241,15 @@ impl SessionRequest {
 fn check_required(input: &SessionInput) -> Result<(), Invalid> {
     let mut violations = Vec::new();
     if input.lines.is_empty() {
-        violations.push(("lines", "productId"));
+        violations.push(("lines".to_owned(), "productId"));
     }
-    let missing_product = input
-        .lines
-        .iter()
-        .any(|l| l.product_id.trim().is_empty() && l.inline.is_none());
-    if missing_product {
-        violations.push(("lines.product_id", "productId"));
+    for (i, l) in input.lines.iter().enumerate() {
+        if l.product_id.trim().is_empty() && l.inline.is_none() {
+            violations.push((format!("lines[{i}].product_id"), "productId"));
+        }
     }
     if input.currency.trim().is_empty() {
-        violations.push(("currency", "currency"));
+        violations.push(("currency".to_owned(), "currency"));
     }
     if violations.is_empty() {
         return Ok(());
@@ -268,69 +261,104 @@ fn check_required(input: &SessionInput) -> Result<(), Invalid> {
         violations: violations
             .into_iter()
             .map(|(field, name)| Violation {
-                field: field.into(),
+                field,
                 description: format!("{name} is required"),
             })
             .collect(),
     })
 }
 
+/// `orderMerchantExternalId`: absent, or 1–128 characters after trimming.
+fn external_id(raw: Option<String>) -> Result<Option<String>, Invalid> {
+    let Some(raw) = raw else { return Ok(None) };
+    let field = "order_merchant_external_id";
+    let v = raw.trim();
+    if v.is_empty() {
+        return Err(Invalid::field(
+            field,
+            "orderMerchantExternalId must not be empty",
+        ));
+    }
+    if v.chars().count() > 128 {
+        return Err(Invalid::field(
+            field,
+            "orderMerchantExternalId must be at most 128 characters",
+        ));
+    }
+    optional_text(field, v, 128).map(Some)
+}
+
+/// One line's rules, every violation of the line at once (paths relative to the line).
 fn parse_line(l: LineInput) -> Result<LineRequest, Invalid> {
+    let mut v = Violations::default();
     let source = match (l.product_id.trim(), l.inline) {
-        (id, None) => LineSource::Catalog(product_short_id(id)?.get()),
-        ("", Some(p)) => {
-            let billing_period = p.billing_period.unwrap_or(BillingPeriod::OneTime);
-            if !(0..=365).contains(&p.trial_days)
-                || (p.trial_days > 0 && billing_period == BillingPeriod::OneTime)
-            {
-                return Err(Invalid::field(
-                    "inline_product.trial_days",
-                    "trial_days must be 0 to 365, and 0 for one-time products",
-                ));
-            }
-            LineSource::Inline {
-                name: super::invalid::required_text("name", &p.name, 200)
-                    .map_err(|e| e.within("inline_product"))?,
-                description: optional_text("description", &p.description, 2000)
-                    .map_err(|e| e.within("inline_product"))?,
-                unit_amount: MinorUnit::new("unit_amount", p.unit_amount)
-                    .map_err(|e| e.within("inline_product"))?,
-                billing_period,
-                trial_days: p.trial_days,
-            }
-        }
+        (id, None) => v
+            .check(product_short_id(id))
+            .map(|id| LineSource::Catalog(id.get())),
+        ("", Some(p)) => v.check(inline_source(p).map_err(|e| e.within("inline_product"))),
         (_, Some(_)) => {
-            return Err(Invalid::field(
+            v.add(Invalid::field(
                 "product_id",
                 "set product_id or inline_product, not both",
             ));
+            None
         }
     };
     if !(1..=999).contains(&l.quantity) {
-        return Err(Invalid::field("quantity", "quantity must be 1 to 999"));
+        v.add(Invalid::field("quantity", "quantity must be 1 to 999"));
     }
-    let gift_to = match l.gift_to {
-        None => None,
-        Some((platform, id)) => {
-            let platform = super::invalid::required_text("gift_to.platform", &platform, 32)?;
-            let id = super::invalid::required_text("gift_to.id", &id, 128)?;
-            Some((platform, id))
-        }
-    };
-    check_map("custom_variables", &l.custom_variables)?;
-    check_map("metadata", &l.metadata)?;
+    let gift_to = l.gift_to.and_then(|(platform, id)| {
+        let platform = v.check(super::invalid::required_text(
+            "gift_to.platform",
+            &platform,
+            32,
+        ));
+        let id = v.check(super::invalid::required_text("gift_to.id", &id, 128));
+        platform.zip(id)
+    });
+    v.check(check_map("custom_variables", &l.custom_variables));
+    v.check(check_map("metadata", &l.metadata));
+    let server_id = v
+        .check(optional_text("server_id", &l.server_id, 128))
+        .and_then(non_empty);
+    let price_snapshot = l
+        .price_snapshot
+        .and_then(|p| v.check(MinorUnit::new("price_snapshot", p)));
+    v.finish()?;
     Ok(LineRequest {
-        source,
+        source: source.expect("checked"),
         quantity: l.quantity,
         subscription: l.subscription,
-        server_id: non_empty(optional_text("server_id", &l.server_id, 128)?),
+        server_id,
         gift_to,
         custom_variables: l.custom_variables,
         metadata: l.metadata,
-        price_snapshot: l
-            .price_snapshot
-            .map(|p| MinorUnit::new("price_snapshot", p))
-            .transpose()?,
+        price_snapshot,
+    })
+}
+
+/// An inline product's fields (paths relative to `inline_product`).
+fn inline_source(p: InlineInput) -> Result<LineSource, Invalid> {
+    let mut v = Violations::default();
+    let billing_period = p.billing_period.unwrap_or(BillingPeriod::OneTime);
+    if !(0..=365).contains(&p.trial_days)
+        || (p.trial_days > 0 && billing_period == BillingPeriod::OneTime)
+    {
+        v.add(Invalid::field(
+            "trial_days",
+            "trial_days must be 0 to 365, and 0 for one-time products",
+        ));
+    }
+    let name = v.check(super::invalid::required_text("name", &p.name, 200));
+    let description = v.check(optional_text("description", &p.description, 2000));
+    let unit_amount = v.check(MinorUnit::new("unit_amount", p.unit_amount));
+    v.finish()?;
+    Ok(LineSource::Inline {
+        name: name.expect("checked"),
+        description: description.expect("checked"),
+        unit_amount: unit_amount.expect("checked"),
+        billing_period,
+        trial_days: p.trial_days,
     })
 }
 

@@ -55,6 +55,36 @@ impl Invalid {
     }
 }
 
+/// Collects every violation of a request, so a client learns all that is wrong in one
+/// round trip; the message stays the first violation's (clients match on it).
+#[derive(Debug, Default)]
+pub struct Violations(Option<Invalid>);
+
+impl Violations {
+    /// The value of a check that passed; a failed one is recorded and gives `None`.
+    pub fn check<T>(&mut self, result: Result<T, Invalid>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(e);
+                None
+            }
+        }
+    }
+
+    pub fn add(&mut self, e: Invalid) {
+        match &mut self.0 {
+            None => self.0 = Some(e),
+            Some(first) => first.violations.extend(e.violations),
+        }
+    }
+
+    /// Err with everything collected so far (which is then cleared), or Ok.
+    pub fn finish(&mut self) -> Result<(), Invalid> {
+        self.0.take().map_or(Ok(()), Err)
+    }
+}
+
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

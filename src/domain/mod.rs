@@ -17,5 +17,5 @@ pub mod time;
 pub mod webhook;
 
 pub use environment::Environment;
-pub use invalid::{quoted, Invalid};
+pub use invalid::{quoted, Invalid, Violations};
 pub use rejection::Rejection;

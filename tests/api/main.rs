@@ -24,6 +24,7 @@ mod server;
 mod session_views;
 mod storage;
 mod tooling;
+mod violations;
 mod watch;
 mod watch_scale;
 mod webhooks;
@@ -86,6 +87,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         create_errors::coupon_refusals,
         create_errors::refusals_write_nothing,
         echo_bounds::huge_values_are_cut_in_errors,
+        violations::every_violation_in_one_reply,
         create_rules::locks_catalog_values,
         create_rules::minor_units_per_currency,
         create_rules::amounts_never_overflow,
