@@ -37,7 +37,7 @@ impl DbConfig {
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
 /// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
-/// [`crate::dispatch::DispatchConfig`], [`LimitsConfig`] and [`LogConfig`].
+/// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`] and [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub idempotency_retention_hours: u64,
     #[command(flatten)]
     pub webhooks: crate::dispatch::DispatchConfig,
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretsConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
     #[command(flatten)]

@@ -9,12 +9,12 @@ use crate::{
     },
     domain::{
         time::Timestamp,
-        webhook::{is_forbidden_ip, retry_delay, sign, WebhookUrl},
+        webhook::{retry_delay, sign, WebhookUrl},
         Environment,
     },
 };
 use futures_util::{stream, StreamExt};
-use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+use std::{sync::Arc, time::Duration, time::Instant};
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
@@ -53,33 +53,15 @@ pub struct DispatchConfig {
 const BATCH: i64 = 16;
 const CONCURRENCY: usize = BATCH as usize;
 
-/// Resolves webhook hosts and refuses the delivery if any address is loopback, private,
-/// link-local or otherwise non-public (unless the operator allows it). Checking the
-/// addresses the connection will actually use defeats DNS names that point inside.
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            if !allow_private && addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
-                return Err("target refused: the host resolves to a loopback, private or link-local address".into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 pub struct Dispatcher {
     db: Db,
     metrics: Arc<crate::metrics::Metrics>,
     cfg: DispatchConfig,
     allow_private: bool,
     client: reqwest::Client,
+    /// Opens each endpoint's sealed secret per delivery: microseconds, so nothing is cached
+    /// and no opened secret outlives the attempt.
+    keys: Arc<crate::secrets::Keyring>,
 }
 
 /// The error chain of a failed request, for the delivery log. The URL is left out: its
@@ -106,13 +88,16 @@ impl Dispatcher {
         cfg: DispatchConfig,
         allow_private: bool,
         metrics: Arc<crate::metrics::Metrics>,
+        keys: Arc<crate::secrets::Keyring>,
     ) -> anyhow::Result<Dispatcher> {
         let client = reqwest::Client::builder()
             // A proxy would be the address the resolver checks, not the target's.
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
-            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .dns_resolver(Arc::new(crate::webhook_dns::GuardedResolver {
+                allow_private,
+            }))
             .user_agent(concat!("checkout-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Dispatcher {
@@ -121,6 +106,7 @@ impl Dispatcher {
             cfg,
             allow_private,
             client,
+            keys,
         })
     }
 
@@ -202,8 +188,25 @@ impl Dispatcher {
             log_failure(job, &attempt);
             return finish(Some(attempt), failed(job.attempts + 1), false).await;
         }
+        let aad = crate::db::secrets::endpoint_aad(&job.endpoint_id);
+        let secret = match self.keys.open(&job.secret, &aad) {
+            Ok(secret) => secret,
+            // Retried, not failed: during a rotation another replica (or this one after a
+            // restart with the key) can open it. Start refuses rows no key opens, so this
+            // is a replica lagging behind a rotation.
+            Err(e) => {
+                tracing::warn!(endpoint_id = %job.endpoint_id, error = %e, "webhook secret cannot be opened with this replica's keys");
+                let attempt = Attempt {
+                    response_status: None,
+                    success: false,
+                    error: Some(format!("endpoint secret cannot be opened here: {e}")),
+                    duration_ms: 0,
+                };
+                return finish(Some(attempt), failed(job.attempts + 1), false).await;
+            }
+        };
         let timestamp = Timestamp::now().seconds();
-        let Some(signature) = sign(&job.secret, &job.event_id, timestamp, &job.payload) else {
+        let Some(signature) = sign(&secret, &job.event_id, timestamp, &job.payload) else {
             let attempt = Attempt {
                 response_status: None,
                 success: false,

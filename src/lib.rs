@@ -9,9 +9,11 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
+pub mod secrets;
 pub mod seed;
 pub mod startup;
 pub mod telemetry;
+pub mod webhook_dns;
 pub mod workers;
 
 /// Generated protobuf and gRPC code for `checkout.v1`.

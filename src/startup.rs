@@ -35,6 +35,7 @@ pub struct Application {
     platform_token: String,
     generated_token: bool,
     seeded: Option<DemoSeed>,
+    keys: Arc<crate::secrets::Keyring>,
 }
 
 /// The checkout services, for health status and shutdown.
@@ -57,8 +58,11 @@ impl Application {
             }
             None => (format!("pt_{}", random_base62(43)), true),
         };
+        let keys = Arc::new(crate::secrets::load(&config.secrets, url)?);
         Db::migrate(url).await?;
         let db = Db::connect(url, &config.db.pool_options()).await?;
+        let resealed = crate::db::secrets::reseal(&db, &keys).await?;
+        tracing::info!(key_id = keys.current_id(), ?resealed, "secrets key loaded");
         let seeded = if config.demo_seed.unwrap_or(backend == Backend::Sqlite) {
             seed::seed_if_empty(&db).await?
         } else {
@@ -86,6 +90,7 @@ impl Application {
             platform_token,
             generated_token,
             seeded,
+            keys,
         })
     }
 
@@ -167,6 +172,7 @@ impl Application {
                 cfg.webhooks.clone(),
                 allow_private,
                 metrics.clone(),
+                self.keys.clone(),
             )?;
             workers.push(dispatcher.spawn(hub.outbox.clone(), stopping.clone()));
         }
@@ -184,6 +190,7 @@ impl Application {
             hub: hub.clone(),
             metrics: metrics.clone(),
             shutdown: stopping,
+            keys: self.keys.clone(),
         };
         let hosted = Hosted {
             db: self.db.clone(),
@@ -193,6 +200,7 @@ impl Application {
         };
         let admin = Admin {
             db: self.db.clone(),
+            keys: self.keys.clone(),
             webhook_allow_private_targets: cfg.webhook_allow_private_targets,
             auth_cache: auth_cache.clone(),
         };

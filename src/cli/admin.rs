@@ -49,10 +49,12 @@ fn mask(paths: Vec<&str>) -> Option<prost_types::FieldMask> {
 }
 
 pub async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    let keys = crate::secrets::load(&args.secrets, &args.db.database_url)?;
     crate::db::Db::migrate(&args.db.database_url).await?;
     let db = crate::db::Db::connect(&args.db.database_url, &args.db.pool_options()).await?;
     let admin = Admin {
         db,
+        keys: std::sync::Arc::new(keys),
         webhook_allow_private_targets: args.webhook_allow_private_targets,
         auth_cache: Default::default(),
     };

@@ -42,6 +42,9 @@ pub struct AdminArgs {
     /// Allow loopback/private/link-local webhook targets (local testing only).
     #[arg(long, env = "CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private_targets: bool,
+    /// Seals the secrets of endpoints it creates: the same key as the server's.
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretsConfig,
     #[command(subcommand)]
     pub op: AdminOp,
 }

@@ -193,6 +193,7 @@ pub mod connect;
 pub mod lifecycle;
 pub mod outbox;
 pub mod schema;
+pub mod secrets;
 pub mod session_create;
 pub mod sessions;
 pub mod stores;

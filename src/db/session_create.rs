@@ -16,7 +16,7 @@ use crate::{
     domain::{
         catalog::{BillingPeriod, Discount},
         checkout::SessionRequest,
-        ids::{random_base62, OrderId, SessionId, StoreId},
+        ids::{OrderId, SessionId, StoreId},
         lock::{ProductFacts, VersionFacts},
         money::MinorUnit,
         pricing::{coupon_refusal, CouponTerms},
@@ -38,6 +38,8 @@ pub struct CreatePlan<'a> {
     pub idempotency_key: Option<&'a str>,
     pub fingerprint: &'a str,
     pub now: Timestamp,
+    /// Derives the session's client token, of which only the hash is stored.
+    pub keys: &'a crate::secrets::Keyring,
 }
 
 pub enum Created {
@@ -167,7 +169,7 @@ fn session_row(
         coupon_code: req.coupon_code.as_deref().map(str::to_ascii_uppercase),
         store_name,
         with_trial: req.with_trial,
-        client_token: format!("ct_{}", random_base62(43)),
+        client_token: create.keys.client_token_hash(session_id),
         order_id: free.then(|| OrderId::generate().to_string()),
         created_at: now,
         expires_at: now + req.ttl_seconds * 1_000_000,

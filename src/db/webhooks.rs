@@ -23,7 +23,7 @@ pub struct EndpointRow {
     pub store_id: String,
     pub environment: String,
     pub url: String,
-    /// Needed to sign deliveries; serialized only by the one command that shows it.
+    /// Sealed (`crate::secrets`); never serialized.
     #[serde(skip)]
     pub secret: String,
     pub created_at: i64,
@@ -46,20 +46,22 @@ pub struct DeliveryRow {
     pub attempted_at: i64,
 }
 
-/// `None` if the store does not exist.
+/// `None` if the store does not exist. `sealed_secret` is the signing secret sealed for
+/// this endpoint id (`crate::db::secrets::endpoint_aad`): the plaintext is never stored.
 pub async fn create_endpoint(
     db: &Db,
+    id: &WebhookEndpointId,
     store_id: &StoreId,
     env: Environment,
     url: &WebhookUrl,
-    secret: String,
+    sealed_secret: String,
 ) -> AppResult<Option<EndpointRow>> {
     let row = EndpointRow {
-        id: WebhookEndpointId::generate().to_string(),
+        id: id.to_string(),
         store_id: store_id.to_string(),
         environment: env.as_str().to_owned(),
         url: url.as_str().to_owned(),
-        secret,
+        secret: sealed_secret,
         created_at: Timestamp::now().0,
         disabled_at: None,
     };

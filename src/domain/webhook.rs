@@ -26,16 +26,16 @@ impl WebhookUrl {
         let host = url.host().ok_or_else(|| bad("a host is required"))?;
         let forbidden = match &host {
             url::Host::Domain(d) => {
-                d.eq_ignore_ascii_case("localhost")
-                    || d.to_ascii_lowercase().ends_with(".localhost")
+                // `localhost.` is the same name, fully qualified; and every name under
+                // localhost is loopback (RFC 6761), whatever a resolver says.
+                let d = d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
             }
             url::Host::Ipv4(ip) => is_forbidden_ip(IpAddr::V4(*ip)),
             url::Host::Ipv6(ip) => is_forbidden_ip(IpAddr::V6(*ip)),
         };
         if forbidden && !allow_private {
-            return Err(bad(
-                "loopback, private and link-local targets are not allowed",
-            ));
+            return Err(forbidden_target());
         }
         Ok(WebhookUrl(url))
     }
@@ -43,6 +43,26 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The host name, if the host is a name rather than an IP address.
+    pub fn domain(&self) -> Option<&str> {
+        self.0.domain()
+    }
+}
+
+/// The refusal of a target that is loopback, private or link-local, by address or by
+/// what its name resolves to at registration.
+pub fn forbidden_target() -> Invalid {
+    Invalid::field(
+        "url",
+        "url: loopback, private and link-local targets are not allowed",
+    )
+}
+
+/// Whether a host resolving to `addrs` may not be a webhook target: one forbidden
+/// address is enough, since the connection may use any of them.
+pub fn resolves_to_forbidden(addrs: &[std::net::SocketAddr], allow_private: bool) -> bool {
+    !allow_private && addrs.iter().any(|a| is_forbidden_ip(a.ip()))
 }
 
 /// Addresses a webhook must never reach unless the operator allows it: this machine, the
@@ -167,6 +187,8 @@ mod tests {
         for raw in [
             "https://127.0.0.1/hook",
             "https://localhost/hook",
+            "https://LocalHost./hook",
+            "https://api.localhost./hook",
             "https://10.1.2.3/hook",
             "https://169.254.169.254/latest",
             "https://[::1]/hook",

@@ -29,6 +29,8 @@ use tonic::{Request, Response, Status};
 
 pub struct Admin {
     pub db: Db,
+    /// Seals each new endpoint's signing secret.
+    pub keys: std::sync::Arc<crate::secrets::Keyring>,
     pub webhook_allow_private_targets: bool,
     /// Cleared by every change of a store or key, before the change is answered.
     pub auth_cache: std::sync::Arc<super::auth_cache::AuthCache>,
@@ -246,16 +248,23 @@ impl AdminService for Admin {
         let r = req.into_inner();
         let store = store_id(&r.store_id)?;
         let env = convert::environment("environment", r.environment)?;
-        let url = WebhookUrl::parse(&r.url, env, self.webhook_allow_private_targets)?;
-        let endpoint =
-            db::webhooks::create_endpoint(&self.db, &store, env, &url, generate_secret())
-                .await?
-                .ok_or_else(store_not_found)?;
+        let allow_private = self.webhook_allow_private_targets;
+        let url = WebhookUrl::parse(&r.url, env, allow_private)?;
+        crate::webhook_dns::check_registration(&url, allow_private).await?;
+        let id = WebhookEndpointId::generate();
+        // Shown once, in this reply; only its sealed form is stored.
+        let secret = generate_secret();
+        let sealed = self
+            .keys
+            .seal(&secret, &db::secrets::endpoint_aad(id.as_str()));
+        let endpoint = db::webhooks::create_endpoint(&self.db, &id, &store, env, &url, sealed)
+            .await?
+            .ok_or_else(store_not_found)?;
         Ok(Response::new(pb::CreateWebhookEndpointResponse {
             environment: convert::stored_environment(&endpoint.environment)?,
             id: endpoint.id,
             url: endpoint.url,
-            secret: endpoint.secret,
+            secret,
             store_id: endpoint.store_id,
         }))
     }

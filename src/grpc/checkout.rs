@@ -38,6 +38,8 @@ pub struct Checkout {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Client tokens are derived from the session id with this (`crate::secrets`).
+    pub keys: Arc<crate::secrets::Keyring>,
 }
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -86,10 +88,19 @@ impl Checkout {
         now: Timestamp,
     ) -> AppResult<pb::CreateSessionResponse> {
         let free = stored.session.amount_total == 0;
+        // Only the token's hash is stored; the token is derived again under the key whose
+        // derivation has that hash, so a replay returns the very token first returned.
+        // Derived rather than random and sealed: nothing but a hash need be stored, and the
+        // hash alone lets a verifier check a token without any key. A session from before
+        // derived tokens (or whose key was dropped) cannot get its token back: it gets the
+        // one the current key derives.
         let client_token = if free {
             String::new()
         } else {
-            stored.session.client_token.clone()
+            let id = &stored.session.id;
+            self.keys
+                .client_token(id, &stored.session.client_token)
+                .unwrap_or_else(|| self.keys.current_client_token(id))
         };
         let session = self
             .view
@@ -174,6 +185,7 @@ impl CheckoutService for Checkout {
             idempotency_key: key.as_deref(),
             fingerprint: &fingerprint,
             now,
+            keys: &self.keys,
         };
         let reply = match db::session_create::create(&self.db, &plan).await? {
             Created::New(stored) => {

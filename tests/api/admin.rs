@@ -371,6 +371,7 @@ pub async fn cli_provisions_what_the_server_serves(ctx: Ctx) {
             .arg("admin")
             .args(args)
             .env("DATABASE_URL", &app.db.url)
+            .env("CHECKOUT_SECRETS_KEY", &app.db.secrets_key)
             .output()
             .expect("run the checkout binary");
         (

@@ -7,6 +7,7 @@ use checkout::{
         admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
         hosted_checkout_service_client::HostedCheckoutServiceClient,
     },
+    secrets::SecretsConfig,
     startup::Application,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -25,6 +26,9 @@ pub struct Ctx {
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
+    /// The secrets key every server on this database gets unless a test says otherwise
+    /// (replicas must share it).
+    pub secrets_key: String,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>, // (admin url, database name)
 }
@@ -38,6 +42,7 @@ impl TestDb {
                 Arc::new(TestDb {
                     url,
                     backend: Backend::Sqlite,
+                    secrets_key: new_secrets_key(),
                     _dir: Some(dir),
                     pg: None,
                 })
@@ -62,6 +67,7 @@ impl TestDb {
                 Arc::new(TestDb {
                     url: url.to_string(),
                     backend: Backend::Postgres,
+                    secrets_key: new_secrets_key(),
                     _dir: None,
                     pg: Some((admin, name)),
                 })
@@ -94,6 +100,23 @@ impl Drop for TestDb {
     }
 }
 
+/// A random `CHECKOUT_SECRETS_KEY`.
+pub fn new_secrets_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The secrets keys a server starts with.
+#[derive(Clone)]
+pub enum SecretsKey {
+    /// The database's own key (`TestDb::secrets_key`).
+    Shared,
+    /// None: on SQLite the key file beside the database.
+    Unset,
+    /// This key, and these earlier keys (comma-separated).
+    Given(String, Option<String>),
+}
+
 /// Knobs a test may turn; everything else is the production default.
 #[derive(Clone)]
 pub struct Options {
@@ -105,6 +128,7 @@ pub struct Options {
     pub webhook_max_attempts: u32,
     /// (calls per second, burst) per API key; `None`: no limit.
     pub rate_limit: Option<(f64, u32)>,
+    pub secrets_key: SecretsKey,
 }
 
 impl Default for Options {
@@ -117,6 +141,7 @@ impl Default for Options {
             webhook_dispatcher: true,
             webhook_max_attempts: 15,
             rate_limit: None,
+            secrets_key: SecretsKey::Shared,
         }
     }
 }
@@ -165,6 +190,17 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
             log_format: "text".into(),
             otlp_endpoint: None,
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        },
+        secrets: match &opts.secrets_key {
+            SecretsKey::Shared => SecretsConfig {
+                secrets_key: Some(db.secrets_key.clone()),
+                secrets_old_keys: None,
+            },
+            SecretsKey::Unset => SecretsConfig::default(),
+            SecretsKey::Given(key, old) => SecretsConfig {
+                secrets_key: Some(key.clone()),
+                secrets_old_keys: old.clone(),
+            },
         },
     }
 }

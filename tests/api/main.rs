@@ -20,6 +20,7 @@ mod malformed_fuzz;
 mod operations;
 mod raw_h2;
 mod receiver;
+mod secrets;
 mod server;
 mod session_views;
 mod storage;
@@ -27,6 +28,7 @@ mod tooling;
 mod violations;
 mod watch;
 mod watch_scale;
+mod webhook_dns;
 mod webhooks;
 
 use checkout::db::Backend;
@@ -69,6 +71,11 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         server::oversized_request_is_refused,
         server::shutdown_is_prompt,
         storage::no_plaintext_api_key_in_storage,
+        secrets::no_plaintext_webhook_secret_or_client_token_in_storage,
+        secrets::plaintext_rows_of_an_older_version_are_sealed_at_start,
+        secrets::wrong_key_refused_and_rotation_reseals,
+        secrets::key_file_on_sqlite_key_required_on_postgres,
+        webhook_dns::names_resolving_inside_are_refused_at_registration,
         storage::demo_seed_runs_once_and_works,
         storage::restart_keeps_data,
         create_errors::missing_required_fields,

@@ -157,6 +157,7 @@ impl Service {
             .env("DATABASE_URL", &db.url)
             .env("CHECKOUT_LISTEN_ADDR", "127.0.0.1:0")
             .env("CHECKOUT_PLATFORM_TOKEN", token)
+            .env("CHECKOUT_SECRETS_KEY", &db.secrets_key)
             .env("CHECKOUT_DEMO_SEED", "false")
             .env("CHECKOUT_RATE_LIMIT_PER_SECOND", "0")
             .envs(env.iter().copied())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tonic::Code;
 
 /// Everything the database holds, as bytes: the SQLite files, or a pg_dump.
-fn dump(db: &TestDb) -> Vec<u8> {
+pub(crate) fn dump(db: &TestDb) -> Vec<u8> {
     match db.backend {
         Backend::Sqlite => {
             let path = db.url.strip_prefix("sqlite://").unwrap();
@@ -39,7 +39,7 @@ fn dump(db: &TestDb) -> Vec<u8> {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

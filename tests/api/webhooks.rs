@@ -12,14 +12,14 @@ use hmac::{Hmac, Mac};
 use std::time::Duration;
 
 /// Local receivers live on 127.0.0.1, which only an operator's explicit setting allows.
-fn local() -> Options {
+pub(crate) fn local() -> Options {
     Options {
         webhook_allow_private_targets: true,
         ..Default::default()
     }
 }
 
-async fn endpoint(
+pub(crate) async fn endpoint(
     app: &TestApp,
     c: &Catalog,
     url: &str,
@@ -37,7 +37,7 @@ async fn endpoint(
         .into_inner()
 }
 
-async fn deliveries(app: &TestApp, c: &Catalog) -> Vec<pb::WebhookDelivery> {
+pub(crate) async fn deliveries(app: &TestApp, c: &Catalog) -> Vec<pb::WebhookDelivery> {
     let req = pb::ListWebhookDeliveriesRequest {
         store_id: c.shop.store_id.clone(),
         page_size: 100,
@@ -52,7 +52,7 @@ async fn deliveries(app: &TestApp, c: &Catalog) -> Vec<pb::WebhookDelivery> {
 }
 
 /// Verifies a request as a receiver would, from the Standard Webhooks scheme alone.
-fn verify(r: &Received, secret: &str) -> serde_json::Value {
+pub(crate) fn verify(r: &Received, secret: &str) -> serde_json::Value {
     let id = &r.headers["webhook-id"];
     let ts: i64 = r.headers["webhook-timestamp"].parse().unwrap();
     let now = checkout::domain::time::Timestamp::now().seconds();
