@@ -76,10 +76,15 @@ async fn reseal_endpoints(db: &Db, keys: &Keyring) -> anyhow::Result<usize> {
 async fn hash_client_tokens(db: &Db) -> anyhow::Result<usize> {
     let mut changed = 0;
     loop {
-        // Stored hashes are hex, so only a plaintext token starts with `ct`.
+        // Stored hashes are hex, so only a plaintext token starts with `ct`. The condition is
+        // literal SQL, the very predicate of the partial index
+        // `sessions_plaintext_client_token`: with a bound parameter neither planner could
+        // prove the index applies, and every start would scan the table.
         let rows: Vec<(String, String)> = with_conn!(db, |conn| {
             sessions::table
-                .filter(sessions::client_token.like("ct_%"))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "client_token LIKE 'ct_%'",
+                ))
                 .select((sessions::id, sessions::client_token))
                 .limit(BATCH)
                 .load(conn)
