@@ -105,6 +105,8 @@ pub struct Options {
     pub webhook_max_attempts: u32,
     /// (calls per second, burst) per API key; `None`: no limit.
     pub rate_limit: Option<(f64, u32)>,
+    /// Timeouts and sizes of the metrics listener.
+    pub metrics_limits: checkout::metrics::http::ListenerLimits,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             webhook_dispatcher: true,
             webhook_max_attempts: 15,
             rate_limit: None,
+            metrics_limits: Default::default(),
         }
     }
 }
@@ -165,6 +168,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
             log_format: "text".into(),
             otlp_endpoint: None,
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_limits: opts.metrics_limits.clone(),
         },
     }
 }
