@@ -71,6 +71,9 @@ pub fn serve(
     limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
     tokio::spawn(async move {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
