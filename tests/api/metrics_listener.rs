@@ -6,6 +6,7 @@ use crate::{
     fixtures::{catalog, created, line, order, probe},
     helpers::{keyed, Ctx, Options, TestApp, TestDb},
     operations::scrape,
+    raw_h2::{frame, RawClient},
 };
 use checkout::metrics::http::ListenerLimits;
 use std::{
@@ -80,6 +81,16 @@ pub async fn exposition_is_valid_with_process_metrics(ctx: Ctx) {
         .checkout()
         .get_session(keyed(probe(), &c.shop.test_key, "test"))
         .await;
+    // Paths the server does not serve share one label, however many there are.
+    let mut raw = RawClient::connect(app.addr).await;
+    for path in [
+        "/checkout.v1.CheckoutService/Nope",
+        "/x.Y/Z",
+        "/checkout.v1.Nope/A",
+    ] {
+        let reply = raw.call(path, &[], frame(0, b"")).await;
+        assert!(reply.code.is_some_and(|c| c != 0), "{path}");
+    }
     let reply = scrape(app.metrics_addr).await;
     let (head, body) = reply.split_once("\r\n\r\n").unwrap();
     assert!(
@@ -114,6 +125,20 @@ pub async fn exposition_is_valid_with_process_metrics(ctx: Ctx) {
     }
     let method = "checkout.v1.CheckoutService/CreateSession";
     let series = BTreeMap::from([("method".to_owned(), method.to_owned())]);
+    let calls = &families["checkout_rpc_requests_total"].samples;
+    let methods: Vec<&str> = calls.iter().map(|s| s.labels["method"].as_str()).collect();
+    assert!(
+        methods
+            .iter()
+            .all(|m| m.starts_with("checkout.v1.") || *m == "unknown"),
+        "{methods:?}"
+    );
+    let unknown: f64 = calls
+        .iter()
+        .filter(|s| s.labels["method"] == "unknown")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(unknown, 3.0, "{methods:?}");
     let histogram = &families["checkout_rpc_duration_seconds"];
     assert!(histogram_count("checkout_rpc_duration_seconds", histogram, &series) >= 1.0);
     let only = |name: &str| {
