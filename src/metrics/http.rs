@@ -82,16 +82,23 @@ pub fn serve(
             .max_headers(MAX_HEADERS);
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let graceful = GracefulShutdown::new();
+        // Logged once each time the cap is reached, not once per waiting connection.
+        let mut at_cap = false;
         loop {
             // A free slot before accepting: past the cap, connections wait in the kernel's
             // backlog, holding no descriptor of this process.
             let permit = match slots.clone().try_acquire_owned() {
-                Ok(permit) => permit,
+                Ok(permit) => {
+                    at_cap = false;
+                    permit
+                }
                 Err(_) => {
-                    tracing::warn!(
-                        max = limits.max_connections,
-                        "metrics listener at its connection cap; new connections wait"
-                    );
+                    if !std::mem::replace(&mut at_cap, true) {
+                        tracing::warn!(
+                            max = limits.max_connections,
+                            "metrics listener at its connection cap; new connections wait"
+                        );
+                    }
                     tokio::select! {
                         permit = slots.clone().acquire_owned() => permit.expect("never closed"),
                         _ = stopped(&mut shutdown) => break,
