@@ -238,3 +238,58 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+        time::Duration,
+    };
+
+    /// Counts this thread's allocations (other tests' threads do not disturb the count).
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    /// The per-call path: once a series exists, counting a call allocates nothing.
+    #[test]
+    fn counting_a_call_allocates_nothing() {
+        let metrics = Metrics::default();
+        let method = "checkout.v1.CheckoutService/GetSession";
+        metrics.rpc(method, 5, Duration::from_millis(3));
+        metrics.session_ended("completed");
+        let before = ALLOCATIONS.with(Cell::get);
+        for i in 0..1000 {
+            metrics.rpc(method, 5, Duration::from_micros(i));
+            metrics.session_ended("completed");
+            metrics.watch_session_read();
+        }
+        assert_eq!(ALLOCATIONS.with(Cell::get), before);
+        let text = metrics.render(&super::Snapshot {
+            outbox_backlog: None,
+            pool_connections: 1,
+            pool_idle: 1,
+        });
+        assert!(text.contains(&format!(
+            "checkout_rpc_requests_total{{method=\"{method}\",code=\"NOT_FOUND\"}} 1001"
+        )));
+    }
+}
