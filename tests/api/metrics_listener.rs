@@ -81,6 +81,11 @@ pub async fn exposition_is_valid_with_process_metrics(ctx: Ctx) {
         .checkout()
         .get_session(keyed(probe(), &c.shop.test_key, "test"))
         .await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
     // Paths the server does not serve share one label, however many there are.
     let mut raw = RawClient::connect(app.addr).await;
     for path in [
@@ -127,10 +132,12 @@ pub async fn exposition_is_valid_with_process_metrics(ctx: Ctx) {
     let series = BTreeMap::from([("method".to_owned(), method.to_owned())]);
     let calls = &families["checkout_rpc_requests_total"].samples;
     let methods: Vec<&str> = calls.iter().map(|s| s.labels["method"].as_str()).collect();
+    let health = "grpc.health.v1.Health/Check";
+    assert!(methods.contains(&health), "{methods:?}");
     assert!(
         methods
             .iter()
-            .all(|m| m.starts_with("checkout.v1.") || *m == "unknown"),
+            .all(|m| m.starts_with("checkout.v1.") || *m == "unknown" || *m == health),
         "{methods:?}"
     );
     let unknown: f64 = calls
