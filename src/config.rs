@@ -103,6 +103,10 @@ pub struct LogConfig {
     /// Where to serve Prometheus metrics (GET /metrics), e.g. 127.0.0.1:9464.
     #[arg(long, env = "CHECKOUT_METRICS_ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Timeouts and size limits of the metrics listener: fixed defaults, not flags (tests
+    /// shorten them).
+    #[arg(skip)]
+    pub metrics_limits: crate::metrics::http::ListenerLimits,
 }
 
 /// Protection. Env vars: `CHECKOUT_RATE_LIMIT_PER_SECOND` (50; 0 turns it off),

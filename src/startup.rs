@@ -17,7 +17,7 @@ use crate::{
         hosted_checkout_service_server::HostedCheckoutServiceServer,
     },
     seed::{self, DemoSeed},
-    workers::{serve_metrics, spawn_pg_listener, spawn_sweeper},
+    workers::{spawn_pg_listener, spawn_sweeper},
 };
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -158,10 +158,11 @@ impl Application {
             stopping.clone(),
         )];
         if let Some(listener) = self.metrics_listener {
-            workers.push(serve_metrics(
+            workers.push(crate::metrics::http::serve(
                 listener,
                 self.db.clone(),
                 metrics.clone(),
+                cfg.log.metrics_limits.clone(),
                 stopping.clone(),
             ));
         }

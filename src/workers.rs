@@ -1,11 +1,11 @@
 //! Background work every replica runs: the expiry sweeper and, on Postgres, the listener
 //! that brings other replicas' session changes to this replica's watchers.
 use crate::{
-    db::{lifecycle, outbox, Db},
+    db::{lifecycle, Db},
     domain::time::Timestamp,
     events::Hub,
     grpc::auth_cache::AuthCache,
-    metrics::{Metrics, Snapshot},
+    metrics::Metrics,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
@@ -184,60 +184,4 @@ async fn listen(
         // Notifications arriving meanwhile stay queued on the connection.
         tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute("SELECT 1")).await??;
     }
-}
-
-/// Serves `GET /metrics` (Prometheus text format) on its own listener; anything else is 404.
-pub fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    db: Db,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            let (db, metrics) = (db.clone(), metrics.clone());
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).await.is_err() {
-                    return;
-                }
-                // Skip the headers; the request line says all that matters.
-                let mut line = String::new();
-                while reader
-                    .read_line(&mut line)
-                    .await
-                    .map(|n| n > 2)
-                    .unwrap_or(false)
-                {
-                    line.clear();
-                }
-                let reply = if request_line.starts_with("GET /metrics ") {
-                    let (connections, idle) = db.pool_state();
-                    let snapshot = Snapshot {
-                        outbox_backlog: outbox::backlog(&db).await.ok(),
-                        pool_connections: connections,
-                        pool_idle: idle,
-                    };
-                    let body = metrics.render(&snapshot);
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        .to_owned()
-                };
-                let _ = reader.get_mut().write_all(reply.as_bytes()).await;
-            });
-        }
-    })
 }

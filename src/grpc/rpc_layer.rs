@@ -7,32 +7,51 @@ use crate::{metrics::Metrics, telemetry::HeaderExtractor};
 use futures_util::future::BoxFuture;
 use opentelemetry::trace::TraceId;
 use std::{
-    sync::Arc,
+    collections::HashSet,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
     time::Instant,
 };
 use tracing::{field::Empty, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The method, for spans and metric labels: only the services this server has, so that
-/// arbitrary paths from unauthenticated callers cannot grow the label set.
-fn method_label(path: &str) -> String {
-    const SERVICES: [&str; 4] = [
-        "/checkout.v1.",
-        "/grpc.health.v1.Health/",
-        "/grpc.reflection.v1.ServerReflection/",
-        "/grpc.reflection.v1alpha.ServerReflection/",
+/// The method, for spans and metric labels: one this server serves, else `unknown`, so that
+/// arbitrary paths from unauthenticated callers cannot grow the label set. A `&'static str`
+/// out of a set built once: labelling a call allocates nothing.
+fn method_label(path: &str) -> &'static str {
+    static SERVED: LazyLock<HashSet<String>> = LazyLock::new(served_methods);
+    path.strip_prefix('/')
+        .and_then(|m| SERVED.get(m))
+        .map_or("unknown", String::as_str)
+}
+
+/// `package.Service/Method` for every method of the services added in startup.rs, from the
+/// descriptor sets compiled into the binary.
+fn served_methods() -> HashSet<String> {
+    use prost::Message;
+    let sets = [
+        crate::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ];
-    let known = SERVICES.iter().any(|s| path.starts_with(s))
-        && path.len() <= 128
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"./_".contains(&b));
-    if known {
-        path.trim_start_matches('/').to_owned()
-    } else {
-        "unknown".to_owned()
+    let mut served = HashSet::new();
+    for set in sets {
+        let set = prost_types::FileDescriptorSet::decode(set).expect("compiled-in descriptors");
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.insert(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
     }
+    served
 }
 
 #[derive(Clone)]
@@ -185,8 +204,8 @@ where
                 if is_server_fault(code) {
                     current.record("otel.status_code", "ERROR");
                 }
-                metrics.rpc(&method, code, took);
-                log_rpc(&method, code, took, &trace_id, peer, &request_id);
+                metrics.rpc(method, code, took);
+                log_rpc(method, code, took, &trace_id, peer, &request_id);
                 res
             }
             .instrument(span),

@@ -129,6 +129,8 @@ pub struct Options {
     /// (calls per second, burst) per API key; `None`: no limit.
     pub rate_limit: Option<(f64, u32)>,
     pub secrets_key: SecretsKey,
+    /// Timeouts and sizes of the metrics listener.
+    pub metrics_limits: checkout::metrics::http::ListenerLimits,
 }
 
 impl Default for Options {
@@ -142,6 +144,7 @@ impl Default for Options {
             webhook_max_attempts: 15,
             rate_limit: None,
             secrets_key: SecretsKey::Shared,
+            metrics_limits: Default::default(),
         }
     }
 }
@@ -190,6 +193,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
             log_format: "text".into(),
             otlp_endpoint: None,
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_limits: opts.metrics_limits.clone(),
         },
         secrets: match &opts.secrets_key {
             SecretsKey::Shared => SecretsConfig {

@@ -9,6 +9,7 @@ mod catalog;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
+mod exposition;
 mod fixtures;
 mod helpers;
 mod idempotency;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod logs;
 mod malformed;
 mod malformed_fuzz;
+mod metrics_listener;
 mod operations;
 mod raw_h2;
 mod receiver;
@@ -131,6 +133,12 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         webhooks::private_targets_refused_at_send_time,
         operations::rate_limit_is_per_key,
         operations::metrics_show_counters_moving,
+        metrics_listener::exposition_is_valid_with_process_metrics,
+        metrics_listener::oversized_request_heads_are_refused_in_bounded_memory,
+        metrics_listener::idle_connections_are_closed,
+        metrics_listener::trickled_request_head_is_cut_off,
+        metrics_listener::connections_past_the_cap_wait,
+        metrics_listener::stopping_closes_metrics_connections,
         operations::sigterm_loses_no_calls_in_flight,
         operations::traces_reach_an_otlp_collector,
         malformed::undecodable_bodies_are_invalid_argument,

@@ -67,7 +67,8 @@ pub async fn scrape(addr: SocketAddr) -> String {
         .await
         .expect("metrics port");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        // HTTP/1.1 keeps the connection open by default; this reads to the end.
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut text = String::new();

@@ -71,6 +71,7 @@ pub async fn admin_cli_is_described_and_works_as_documented(ctx: Ctx) {
             .arg("admin")
             .args(args)
             .env("DATABASE_URL", &app.db.url)
+            .env("CHECKOUT_SECRETS_KEY", &app.db.secrets_key)
             .output()
             .expect("run the checkout binary");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
