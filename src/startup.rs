@@ -19,11 +19,14 @@ use crate::{
     seed::{self, DemoSeed},
     workers::{serve_metrics, spawn_pg_listener, spawn_sweeper},
 };
+use crate::{
+    grpc::auth_failures::AuthFailureLimiter,
+    health::{gate::DbGateLayer, probe::spawn_probe, Health},
+};
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 
 pub struct Application {
     listener: TcpListener,
@@ -114,22 +117,17 @@ impl Application {
         self.seeded.as_ref()
     }
 
-    /// Serves until `shutdown` resolves, then drains: health turns NOT_SERVING first, new
-    /// connections are refused, and in-flight calls get the grace period to finish.
+    /// Serves until `shutdown` resolves, then drains: health turns NOT_SERVING first, the
+    /// server keeps serving for the shutdown delay (src/health), then new connections are
+    /// refused and in-flight calls get the grace period to finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cfg = &self.config;
         let limit = cfg.max_decoding_message_bytes;
-        let (health, health_service) = tonic_health::server::health_reporter();
         // Migrations ran in build(), so the service is ready the moment it listens.
-        health.set_service_status("", ServingStatus::Serving).await;
-        for name in SERVICES {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
+        let health = Health::new(&SERVICES);
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -149,6 +147,14 @@ impl Application {
             Duration::from_secs(cfg.idempotency_retention_hours * 3600),
             stopping.clone(),
         )];
+        let probe_every = Duration::from_millis(cfg.health.health_probe_ms);
+        let url = &cfg.db.database_url;
+        workers.push(spawn_probe(
+            url,
+            health.clone(),
+            probe_every,
+            stopping.clone(),
+        )?);
         if let Some(listener) = self.metrics_listener {
             workers.push(serve_metrics(
                 listener,
@@ -204,6 +210,7 @@ impl Application {
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
             // Outermost first: the RPC span and metrics see everything, including auth.
             .layer(RpcLayer(metrics.clone()))
+            .layer(DbGateLayer(health.clone()))
             .layer(AuthLayer::new(
                 self.db.clone(),
                 self.platform_token.clone(),
@@ -212,8 +219,12 @@ impl Application {
                     cfg.limits.rate_limit_burst,
                 ),
                 auth_cache,
+                AuthFailureLimiter::new(
+                    cfg.limits.auth_failures_per_minute,
+                    cfg.limits.auth_failures_burst,
+                ),
             ))
-            .add_service(health_service)
+            .add_service(health.service())
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(CheckoutServiceServer::new(checkout).max_decoding_message_size(limit))
@@ -221,17 +232,12 @@ impl Application {
             .add_service(AdminServiceServer::new(admin).max_decoding_message_size(limit));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let delay = Duration::from_secs(cfg.health.shutdown_delay_seconds);
         let signal = async move {
             shutdown.await;
+            // NOT_SERVING, still serving for the delay, then Health/Watch streams end.
+            health.shut_down(delay).await;
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            for name in SERVICES {
-                health
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
-            }
             // Watch streams end (UNAVAILABLE, so clients reconnect elsewhere) and workers
             // stop; the server then finishes once in-flight calls are done.
             let _ = stop_workers.send(true);

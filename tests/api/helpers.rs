@@ -105,6 +105,11 @@ pub struct Options {
     pub webhook_max_attempts: u32,
     /// (calls per second, burst) per API key; `None`: no limit.
     pub rate_limit: Option<(f64, u32)>,
+    /// (failed authentications per minute, burst) per peer address; `None`: no limit.
+    pub auth_failures: Option<(u32, u32)>,
+    pub health_probe_ms: u64,
+    pub shutdown_delay_seconds: u64,
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Options {
@@ -117,6 +122,10 @@ impl Default for Options {
             webhook_dispatcher: true,
             webhook_max_attempts: 15,
             rate_limit: None,
+            auth_failures: None,
+            health_probe_ms: 1000,
+            shutdown_delay_seconds: 0,
+            shutdown_grace_seconds: 5,
         }
     }
 }
@@ -144,7 +153,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         hosted_url_template: "https://pay.example.test/s/{CHECKOUT_SESSION_ID}".into(),
         demo_seed: Some(opts.demo_seed),
         webhook_allow_private_targets: opts.webhook_allow_private_targets,
-        shutdown_grace_seconds: 5,
+        shutdown_grace_seconds: opts.shutdown_grace_seconds,
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
         idempotency_retention_hours: 72,
@@ -159,7 +168,13 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         limits: LimitsConfig {
             rate_limit_per_second: opts.rate_limit.map_or(0.0, |(rate, _)| rate),
             rate_limit_burst: opts.rate_limit.map_or(1, |(_, burst)| burst),
+            auth_failures_per_minute: opts.auth_failures.map_or(0, |(rate, _)| rate),
+            auth_failures_burst: opts.auth_failures.map_or(1, |(_, burst)| burst),
             request_timeout_ms: 30_000,
+        },
+        health: checkout::health::HealthConfig {
+            health_probe_ms: opts.health_probe_ms,
+            shutdown_delay_seconds: opts.shutdown_delay_seconds,
         },
         log: LogConfig {
             log_format: "text".into(),
@@ -292,9 +307,16 @@ impl TestApp {
         }
     }
 
+    /// Signals the server to stop as SIGTERM would, without waiting (see `stop`).
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the server as SIGTERM would and waits for it; panics if it takes over `limit`.
     pub async fn stop(mut self, limit: Duration) {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.signal_stop();
         let handle = self.handle.take().unwrap();
         tokio::time::timeout(limit, handle)
             .await

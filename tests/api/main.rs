@@ -4,12 +4,14 @@
 //! backends ran.
 mod admin;
 mod auth;
+mod auth_limits;
 mod auth_replicas;
 mod catalog;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
 mod fixtures;
+mod health;
 mod helpers;
 mod idempotency;
 mod idempotency_retention;
@@ -51,6 +53,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         auth::prod_requires_approval,
         auth::store_slug_auth_rules,
         auth::platform_token_guards_admin_and_hosted,
+        auth_limits::failed_authentications_are_limited_per_peer,
         admin::store_round_trip,
         admin::store_validation,
         admin::api_key_round_trip,
@@ -65,6 +68,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         server::accepted_connections_have_nodelay,
         server::oversized_request_is_refused,
         server::shutdown_is_prompt,
+        health::database_outage_is_not_serving,
+        health::shutdown_delay_serves_then_drains,
+        health::open_watch_does_not_hold_shutdown,
         storage::no_plaintext_api_key_in_storage,
         storage::demo_seed_runs_once_and_works,
         storage::restart_keeps_data,
