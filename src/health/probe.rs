@@ -14,12 +14,21 @@ use super::Health;
 use crate::db::{connect::backend_of, Backend};
 use diesel::{connection::SimpleConnection, Connection, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tokio::{sync::watch, task::JoinHandle};
 
 enum Target {
     Sqlite {
         uri: String,
+        /// A probe stuck in the file system (a hung mount) is not cancelled by the timeout;
+        /// this keeps it from piling up one blocking thread per period.
+        busy: Arc<AtomicBool>,
     },
     Postgres {
         url: String,
@@ -39,6 +48,7 @@ impl Target {
                     .replace('#', "%23");
                 Target::Sqlite {
                     uri: format!("file:{escaped}?mode=rw"),
+                    busy: Arc::default(),
                 }
             }
             Backend::Postgres => Target::Postgres {
@@ -51,15 +61,23 @@ impl Target {
     /// One probe, bounded by `timeout`.
     async fn probe(&mut self, timeout: Duration) -> anyhow::Result<()> {
         match self {
-            Target::Sqlite { uri } => {
-                let uri = uri.clone();
+            Target::Sqlite { uri, busy } => {
+                if busy.swap(true, Ordering::AcqRel) {
+                    anyhow::bail!("the previous probe is still waiting for the file system");
+                }
+                let (uri, busy) = (uri.clone(), busy.clone());
                 let read = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                    let mut conn = SqliteConnection::establish(&uri)?;
-                    conn.batch_execute(
-                        "PRAGMA busy_timeout = 1000; \
-                         SELECT count(*) FROM __diesel_schema_migrations;",
-                    )?;
-                    Ok(())
+                    let result = SqliteConnection::establish(&uri)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|mut conn| {
+                            conn.batch_execute(
+                                "PRAGMA busy_timeout = 1000; \
+                                 SELECT count(*) FROM __diesel_schema_migrations;",
+                            )
+                            .map_err(anyhow::Error::from)
+                        });
+                    busy.store(false, Ordering::Release);
+                    result
                 });
                 tokio::time::timeout(timeout, read).await???;
             }
