@@ -232,7 +232,7 @@ impl Application {
             .add_service(AdminServiceServer::new(admin).max_decoding_message_size(limit));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let delay = Duration::from_secs(cfg.health.shutdown_delay_seconds);
+        let delay = cfg.health.shutdown_delay(self.db.backend());
         let signal = async move {
             shutdown.await;
             // NOT_SERVING, still serving for the delay, then Health/Watch streams end.

@@ -31,7 +31,7 @@ use tonic_health::pb::{
 };
 
 /// Health settings. Env vars: `CHECKOUT_HEALTH_PROBE_MS` (1000),
-/// `CHECKOUT_SHUTDOWN_DELAY_SECONDS` (0).
+/// `CHECKOUT_SHUTDOWN_DELAY_SECONDS` (5 with PostgreSQL, 0 with SQLite).
 #[derive(clap::Args, Debug, Clone)]
 pub struct HealthConfig {
     /// How often the database is probed; a probe not answered within this period (at least
@@ -45,11 +45,22 @@ pub struct HealthConfig {
     )]
     pub health_probe_ms: u64,
     /// On SIGTERM/ctrl-c: how long health reports NOT_SERVING while the server still
-    /// accepts and serves, before it drains. 0 (the default) drains at once, right for a
-    /// single process; behind a balancer set it above the balancer's time to take a
-    /// NOT_SERVING replica out (e.g. 5–10 s).
-    #[arg(long, env = "CHECKOUT_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
-    pub shutdown_delay_seconds: u64,
+    /// accepts and serves, before it drains. Default: 5 with PostgreSQL (replicas behind a
+    /// balancer, which needs time to see NOT_SERVING and stop sending new connections), 0
+    /// with SQLite (one process, nobody to warn; ctrl-c stops at once).
+    #[arg(long, env = "CHECKOUT_SHUTDOWN_DELAY_SECONDS")]
+    pub shutdown_delay_seconds: Option<u64>,
+}
+
+impl HealthConfig {
+    /// The shutdown delay, given the backend when none was set.
+    pub fn shutdown_delay(&self, backend: crate::db::Backend) -> Duration {
+        let default = match backend {
+            crate::db::Backend::Postgres => 5,
+            crate::db::Backend::Sqlite => 0,
+        };
+        Duration::from_secs(self.shutdown_delay_seconds.unwrap_or(default))
+    }
 }
 
 /// The service names health answers for: `""` (the whole server) and these.
@@ -221,5 +232,24 @@ async fn next(mut s: WatchState) -> Option<(Item, WatchState)> {
             changed = s.status.changed() => if changed.is_err() { return None },
             _ = s.ended.wait_for(|ended| *ended) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shutdown_delay_defaults_by_backend() {
+        use crate::db::Backend;
+        let unset = super::HealthConfig {
+            health_probe_ms: 1000,
+            shutdown_delay_seconds: None,
+        };
+        assert_eq!(unset.shutdown_delay(Backend::Postgres).as_secs(), 5);
+        assert_eq!(unset.shutdown_delay(Backend::Sqlite).as_secs(), 0);
+        let set = super::HealthConfig {
+            shutdown_delay_seconds: Some(2),
+            ..unset
+        };
+        assert_eq!(set.shutdown_delay(Backend::Postgres).as_secs(), 2);
     }
 }

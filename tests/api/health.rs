@@ -3,7 +3,8 @@
 //! for the shutdown delay, and open Health/Watch streams end instead of holding shutdown.
 use crate::{
     fixtures::create_store,
-    helpers::{assert_status, Ctx, Options, TestApp},
+    helpers::{assert_status, with_md, Ctx, Options, TestApp, TestDb},
+    operations::Service,
 };
 use checkout::{db::Backend, pb};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -200,42 +201,44 @@ async fn assert_watch_ends(watch: &mut Streaming<HealthCheckResponse>) {
     }
 }
 
-/// With a shutdown delay: NOT_SERVING at once, on existing connections and on new ones,
-/// which are still accepted and served; then the Watch stream ends and the server drains,
-/// far sooner than the grace period an open Watch used to hold it for.
+/// SIGTERM to the binary with a shutdown delay: NOT_SERVING at once, on existing
+/// connections and on new ones, which are still accepted and served; then the Watch stream
+/// ends and the process drains and exits, far sooner than the grace period an open Watch
+/// used to hold it for.
 pub async fn shutdown_delay_serves_then_drains(ctx: Ctx) {
     let delay = Duration::from_secs(3);
     let grace = Duration::from_secs(30);
-    let mut app = TestApp::spawn_with(
-        &ctx,
-        Options {
-            shutdown_delay_seconds: delay.as_secs(),
-            shutdown_grace_seconds: grace.as_secs(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut watch = open_watch(&app.channel).await;
+    let db = TestDb::create(&ctx).await;
+    let token = format!("pt_{}", checkout::domain::ids::random_base62(40));
+    let svc = Service::start(
+        &db,
+        &token,
+        &[
+            ("CHECKOUT_SHUTDOWN_DELAY_SECONDS", "3"),
+            ("CHECKOUT_SHUTDOWN_GRACE_SECONDS", "30"),
+        ],
+    );
+    let channel = connect(svc.addr).await;
+    let mut watch = open_watch(&channel).await;
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
 
     let signalled = Instant::now();
-    app.signal_stop();
+    svc.sigterm();
     assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
     for name in NAMES {
-        assert_eq!(check(&app.channel, name).await, ServingStatus::NotServing);
+        assert_eq!(check(&channel, name).await, ServingStatus::NotServing);
     }
     // A new connection during the delay is accepted and served.
-    let fresh = Channel::from_shared(format!("http://{}", app.addr))
-        .unwrap()
-        .connect()
-        .await
-        .expect("a new connection is accepted during the shutdown delay");
+    let fresh = connect(svc.addr).await;
     assert_eq!(check(&fresh, "").await, ServingStatus::NotServing);
-    let req = app.platform(pb::CreateStoreRequest {
-        slug: crate::fixtures::unique_slug("late"),
-        name: "Late".into(),
-        ..Default::default()
-    });
+    let req = with_md(
+        pb::CreateStoreRequest {
+            slug: crate::fixtures::unique_slug("late"),
+            name: "Late".into(),
+            ..Default::default()
+        },
+        &[("authorization", &format!("Bearer {token}"))],
+    );
     pb::admin_service_client::AdminServiceClient::new(fresh)
         .create_store(req)
         .await
@@ -251,11 +254,18 @@ pub async fn shutdown_delay_serves_then_drains(ctx: Ctx) {
         signalled.elapsed() >= delay,
         "the stream ended only after the delay"
     );
-    let addr = app.addr;
-    app.stop(Duration::from_secs(15)).await;
+    let status = svc.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "clean exit: {status:?}");
     let took = signalled.elapsed();
     assert!(took >= delay && took < grace / 2, "stopped after {took:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a new connection is accepted")
 }
 
 /// The default (no delay): an open Health/Watch stream gets NOT_SERVING, then ends, and

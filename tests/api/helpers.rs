@@ -174,7 +174,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         },
         health: checkout::health::HealthConfig {
             health_probe_ms: opts.health_probe_ms,
-            shutdown_delay_seconds: opts.shutdown_delay_seconds,
+            shutdown_delay_seconds: Some(opts.shutdown_delay_seconds),
         },
         log: LogConfig {
             log_format: "text".into(),
@@ -307,16 +307,9 @@ impl TestApp {
         }
     }
 
-    /// Signals the server to stop as SIGTERM would, without waiting (see `stop`).
-    pub fn signal_stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-
     /// Stops the server as SIGTERM would and waits for it; panics if it takes over `limit`.
     pub async fn stop(mut self, limit: Duration) {
-        self.signal_stop();
+        let _ = self.shutdown.take().unwrap().send(());
         let handle = self.handle.take().unwrap();
         tokio::time::timeout(limit, handle)
             .await

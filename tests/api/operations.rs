@@ -141,13 +141,13 @@ pub async fn metrics_show_counters_moving(ctx: Ctx) {
 }
 
 /// The binary, started as a deployment would start it, on a test database.
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Service {
-    fn start(db: &TestDb, token: &str, env: &[(&str, &str)]) -> Service {
+    pub(crate) fn start(db: &TestDb, token: &str, env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_checkout"))
             .arg("serve")
             .env("DATABASE_URL", &db.url)
@@ -155,6 +155,7 @@ impl Service {
             .env("CHECKOUT_PLATFORM_TOKEN", token)
             .env("CHECKOUT_DEMO_SEED", "false")
             .env("CHECKOUT_RATE_LIMIT_PER_SECOND", "0")
+            .env("CHECKOUT_SHUTDOWN_DELAY_SECONDS", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -173,7 +174,7 @@ impl Service {
         Service { child, addr }
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -183,7 +184,7 @@ impl Service {
     }
 
     /// Waits for the process to exit; its exit status.
-    async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
