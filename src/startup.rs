@@ -151,6 +151,7 @@ impl Application {
         let url = &cfg.db.database_url;
         workers.push(spawn_probe(
             url,
+            self.db.clone(),
             health.clone(),
             probe_every,
             stopping.clone(),
@@ -278,24 +279,35 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(60)))
 }
 
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrived in between (an orchestrator stopping a
+/// replica that just started) would otherwise kill the process without a drain.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = received(term.as_mut()) => {},
+                _ = received(int.as_mut()) => {},
             }
-            Err(_) => std::future::pending().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The next delivery of a signal whose handler is installed (never, if it could not be).
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -9,9 +9,10 @@
 //!   keep working on a file that was deleted or moved away, so only a new open notices.
 //!
 //! A failed probe is retried at once (a connection killed by an operator is not an
-//! outage); health turns NOT_SERVING only when the retry fails too.
+//! outage), then, on PostgreSQL, tried on a pooled connection (see `pooled`); health turns
+//! NOT_SERVING only when those fail too.
 use super::Health;
-use crate::db::{connect::backend_of, Backend};
+use crate::db::{connect::backend_of, Backend, Db};
 use diesel::{connection::SimpleConnection, Connection, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::{
@@ -22,6 +23,9 @@ use std::{
     time::Duration,
 };
 use tokio::{sync::watch, task::JoinHandle};
+
+/// The probe connection's `application_name` on PostgreSQL.
+pub const APPLICATION_NAME: &str = "checkout-health-probe";
 
 enum Target {
     Sqlite {
@@ -51,10 +55,16 @@ impl Target {
                     busy: Arc::default(),
                 }
             }
-            Backend::Postgres => Target::Postgres {
-                url: database_url.to_owned(),
-                conn: None,
-            },
+            Backend::Postgres => {
+                // Named, so an operator can tell it apart in pg_stat_activity.
+                let mut url = url::Url::parse(database_url)?;
+                url.query_pairs_mut()
+                    .append_pair("application_name", APPLICATION_NAME);
+                Target::Postgres {
+                    url: url.into(),
+                    conn: None,
+                }
+            }
         })
     }
 
@@ -102,9 +112,26 @@ impl Target {
     }
 }
 
+/// PostgreSQL only, when the probe's own connection cannot be (re)opened: the pool's. A
+/// server at `max_connections` refuses new connections while the pool's keep working, and
+/// that is not an outage to refuse every call for.
+async fn pooled(db: &Db, timeout: Duration) -> anyhow::Result<()> {
+    let Db::Postgres { pool } = db else {
+        // SQLite's pooled connections keep working on a file that is gone: no fallback.
+        anyhow::bail!("no fallback on SQLite");
+    };
+    tokio::time::timeout(timeout, async {
+        let mut conn = pool.get().await?;
+        conn.batch_execute("SELECT 1").await?;
+        anyhow::Ok(())
+    })
+    .await?
+}
+
 /// Probes every `every` until `stopping`, and tells `health` when reachability changes.
 pub fn spawn_probe(
     database_url: &str,
+    db: Db,
     health: Health,
     every: Duration,
     mut stopping: watch::Receiver<bool>,
@@ -121,7 +148,10 @@ pub fn spawn_probe(
             }
             let result = match target.probe(timeout).await {
                 Ok(()) => Ok(()),
-                Err(_) => target.probe(timeout).await,
+                Err(_) => match target.probe(timeout).await {
+                    Err(e) => pooled(&db, timeout).await.map_err(|_| e),
+                    ok => ok,
+                },
             };
             if !health.set_db_reachable(result.is_ok()) {
                 continue;

@@ -289,3 +289,102 @@ pub async fn open_watch_does_not_hold_shutdown(ctx: Ctx) {
     stopping.await.expect("stopped within 10 s");
     assert!(started.elapsed() < grace / 2, "{:?}", started.elapsed());
 }
+
+pub fn postgres_only() -> Vec<(&'static str, crate::TestFn)> {
+    vec![(
+        "postgres_only::health::refused_new_connections_alone_are_not_an_outage",
+        |ctx| Box::pin(refused_new_connections_alone_are_not_an_outage(ctx)),
+    )]
+}
+
+/// PostgreSQL refusing new connections (as at `max_connections`) while the pool's still
+/// work is not an outage: when the probe's own connection is lost and cannot be reopened,
+/// the probe asks the pool, and health stays SERVING with calls served.
+async fn refused_new_connections_alone_are_not_an_outage(ctx: Ctx) {
+    let app = TestApp::spawn_with(
+        &ctx,
+        Options {
+            health_probe_ms: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    let store = create_store(&app, true, true).await;
+    let get = || {
+        app.platform(pb::GetStoreRequest {
+            store_id: store.id.clone(),
+        })
+    };
+    app.admin().get_store(get()).await.expect("pool warm");
+    let outage = Outage {
+        ctx: ctx.clone(),
+        url: app.db.url.clone(),
+    };
+    let name = outage.pg_name();
+    // Wait for the probe's connection to exist, then refuse new connections and end it.
+    let probe = checkout::health::probe::APPLICATION_NAME;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = count(
+            &ctx,
+            &format!(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND application_name = '{probe}'"
+            ),
+        )
+        .await;
+        if open == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the probe never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    outage
+        .pg_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await;
+    let terminated = count(
+        &ctx,
+        &format!(
+            "SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) AS ended \
+             FROM pg_stat_activity WHERE datname = '{name}' AND application_name = '{probe}') t \
+             WHERE t.ended"
+        ),
+    )
+    .await;
+    assert_eq!(terminated, 1, "the probe's connection was ended");
+    // Many probe periods: each fails to reconnect, falls back to the pool, and succeeds.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        for service in NAMES {
+            assert_eq!(check(&app.channel, service).await, ServingStatus::Serving);
+        }
+        app.admin().get_store(get()).await.expect("still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reconnected = count(
+        &ctx,
+        &format!(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = '{name}' AND application_name = '{probe}'"
+        ),
+    )
+    .await;
+    assert_eq!(reconnected, 0, "the probe could not reconnect meanwhile");
+    outage
+        .pg_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// One `count(*) AS n` query on the admin database.
+async fn count(ctx: &Ctx, sql: &str) -> i64 {
+    let admin = ctx.pg_url.clone().unwrap();
+    let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
+    let rows: Vec<Count> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+    rows[0].n
+}

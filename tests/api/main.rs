@@ -135,6 +135,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
+    all.extend(health::postgres_only());
     all
 }
 
