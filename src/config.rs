@@ -37,7 +37,8 @@ impl DbConfig {
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
 /// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
-/// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`] and [`LogConfig`].
+/// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`],
+/// [`crate::health::HealthConfig`] and [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -87,6 +88,8 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub limits: LimitsConfig,
     #[command(flatten)]
+    pub health: crate::health::HealthConfig,
+    #[command(flatten)]
     pub log: LogConfig,
 }
 
@@ -110,7 +113,8 @@ pub struct LogConfig {
 }
 
 /// Protection. Env vars: `CHECKOUT_RATE_LIMIT_PER_SECOND` (50; 0 turns it off),
-/// `CHECKOUT_RATE_LIMIT_BURST` (100), `CHECKOUT_REQUEST_TIMEOUT_MS` (30000).
+/// `CHECKOUT_RATE_LIMIT_BURST` (100), `CHECKOUT_AUTH_FAILURES_PER_MINUTE` (60; 0 turns it
+/// off), `CHECKOUT_AUTH_FAILURES_BURST` (20), `CHECKOUT_REQUEST_TIMEOUT_MS` (30000).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LimitsConfig {
     /// Sustained calls per second per API key (and per store for store-slug callers).
@@ -119,6 +123,13 @@ pub struct LimitsConfig {
     /// Calls a key may make at once above the sustained rate.
     #[arg(long, env = "CHECKOUT_RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
+    /// Failed authentications (UNAUTHENTICATED) allowed per peer address per minute, after
+    /// the burst; past it they get RESOURCE_EXHAUSTED. Valid keys always pass. 0: no limit.
+    #[arg(long, env = "CHECKOUT_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications a peer address may make at once.
+    #[arg(long, env = "CHECKOUT_AUTH_FAILURES_BURST", default_value_t = 20)]
+    pub auth_failures_burst: u32,
     /// Longest a unary call may take (a client's shorter grpc-timeout wins).
     #[arg(long, env = "CHECKOUT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,

@@ -42,6 +42,14 @@ pub enum AppError {
     /// RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`: the caller's rate limit.
     #[error("rate limited")]
     RateLimited(std::time::Duration),
+    /// RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`: too many failed authentications from
+    /// the caller's address (`grpc::auth_failures`).
+    #[error("too many failed authentications")]
+    AuthFailuresLimited(std::time::Duration),
+    /// The health probe finds the database unreachable (`health::gate`); the probe logged
+    /// it once, so this is not logged per call.
+    #[error("storage down")]
+    StorageDown,
     /// Storage (or another dependency) is unreachable right now; retrying may work.
     #[error("unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -115,6 +123,9 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppErro
     }
 }
 
+/// What a client sees whenever storage is unreachable.
+const UNAVAILABLE: &str = "Service temporarily unavailable, retry with backoff";
+
 /// Backstop bounds (bytes). Percent-encoding can triple a message on the wire and base64
 /// adds a third to the details; within these bounds the worst case stays near 6 KiB.
 const MESSAGE_MAX_BYTES: usize = 1000;
@@ -186,12 +197,21 @@ impl From<AppError> for Status {
                 );
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
+            AppError::AuthFailuresLimited(wait) => {
+                let details = ErrorDetails::with_retry_info(Some(wait));
+                let message = format!(
+                    "Too many failed authentications from this address; retry in {} ms",
+                    wait.as_millis().max(1)
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            AppError::StorageDown => Status::unavailable(UNAVAILABLE),
             AppError::Unavailable(cause) => {
                 tracing::warn!(
                     error = format!("{cause:#}"),
                     "request failed: dependency unavailable"
                 );
-                Status::unavailable("Service temporarily unavailable, retry with backoff")
+                Status::unavailable(UNAVAILABLE)
             }
             AppError::Internal(cause) => {
                 tracing::error!(

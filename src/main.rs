@@ -32,8 +32,10 @@ async fn main() -> ExitCode {
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&config.log.log_format, config.log.otlp_endpoint.as_deref())?;
     let app = Application::build(config).await?;
+    // Before the banner: a caller may stop the service as soon as it has seen it.
+    let stop = shutdown_signal();
     print_banner(&app);
-    let served = app.run_until_stopped(shutdown_signal()).await;
+    let served = app.run_until_stopped(stop).await;
     telemetry.shutdown().await;
     served
 }

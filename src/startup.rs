@@ -19,11 +19,14 @@ use crate::{
     seed::{self, DemoSeed},
     workers::{spawn_pg_listener, spawn_sweeper},
 };
+use crate::{
+    grpc::auth_failures::AuthFailureLimiter,
+    health::{gate::DbGateLayer, probe::spawn_probe, Health},
+};
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 
 pub struct Application {
     listener: TcpListener,
@@ -119,22 +122,17 @@ impl Application {
         self.seeded.as_ref()
     }
 
-    /// Serves until `shutdown` resolves, then drains: health turns NOT_SERVING first, new
-    /// connections are refused, and in-flight calls get the grace period to finish.
+    /// Serves until `shutdown` resolves, then drains: health turns NOT_SERVING first, the
+    /// server keeps serving for the shutdown delay (src/health), then new connections are
+    /// refused and in-flight calls get the grace period to finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cfg = &self.config;
         let limit = cfg.max_decoding_message_bytes;
-        let (health, health_service) = tonic_health::server::health_reporter();
         // Migrations ran in build(), so the service is ready the moment it listens.
-        health.set_service_status("", ServingStatus::Serving).await;
-        for name in SERVICES {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
+        let health = Health::new(&SERVICES);
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -157,6 +155,15 @@ impl Application {
             Duration::from_secs(cfg.idempotency_retention_hours * 3600),
             stopping.clone(),
         )];
+        let probe_every = Duration::from_millis(cfg.health.health_probe_ms);
+        let url = &cfg.db.database_url;
+        workers.push(spawn_probe(
+            url,
+            self.db.clone(),
+            health.clone(),
+            probe_every,
+            stopping.clone(),
+        )?);
         if let Some(listener) = self.metrics_listener {
             workers.push(crate::metrics::http::serve(
                 listener,
@@ -216,6 +223,7 @@ impl Application {
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
             // Outermost first: the RPC span and metrics see everything, including auth.
             .layer(RpcLayer(metrics.clone()))
+            .layer(DbGateLayer(health.clone()))
             .layer(AuthLayer::new(
                 self.db.clone(),
                 self.platform_token.clone(),
@@ -224,8 +232,12 @@ impl Application {
                     cfg.limits.rate_limit_burst,
                 ),
                 auth_cache,
+                AuthFailureLimiter::new(
+                    cfg.limits.auth_failures_per_minute,
+                    cfg.limits.auth_failures_burst,
+                ),
             ))
-            .add_service(health_service)
+            .add_service(health.service())
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(CheckoutServiceServer::new(checkout).max_decoding_message_size(limit))
@@ -233,17 +245,12 @@ impl Application {
             .add_service(AdminServiceServer::new(admin).max_decoding_message_size(limit));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let delay = cfg.health.shutdown_delay(self.db.backend());
         let signal = async move {
             shutdown.await;
+            // NOT_SERVING, still serving for the delay, then Health/Watch streams end.
+            health.shut_down(delay).await;
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            for name in SERVICES {
-                health
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
-            }
             // Watch streams end (UNAVAILABLE, so clients reconnect elsewhere) and workers
             // stop; the server then finishes once in-flight calls are done.
             let _ = stop_workers.send(true);
@@ -284,24 +291,35 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(60)))
 }
 
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrived in between (an orchestrator stopping a
+/// replica that just started) would otherwise kill the process without a drain.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = received(term.as_mut()) => {},
+                _ = received(int.as_mut()) => {},
             }
-            Err(_) => std::future::pending().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The next delivery of a signal whose handler is installed (never, if it could not be).
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

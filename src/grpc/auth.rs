@@ -61,6 +61,7 @@ struct Authenticator {
     platform_token: String,
     limiter: super::rate_limit::RateLimiter,
     cache: Arc<AuthCache>,
+    failures: super::auth_failures::AuthFailureLimiter,
 }
 
 enum Caller {
@@ -192,6 +193,25 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// A failed authentication counts against the peer's address; past its limit the
+    /// failure is answered with RESOURCE_EXHAUSTED instead (see `auth_failures`).
+    fn refusal<B>(&self, e: AppError, req: &http::Request<B>) -> AppError {
+        use tonic::transport::server::TcpConnectInfo;
+        if !matches!(e, AppError::Unauthenticated) {
+            return e;
+        }
+        let peer = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|c| c.remote_addr());
+        match peer.map(|p| self.failures.charge(p.ip())) {
+            Some(Err(wait)) => AppError::AuthFailuresLimited(wait),
+            _ => e,
+        }
+    }
+}
+
 fn store_not_found() -> AppError {
     AppError::NotFound("Store not found".into())
 }
@@ -213,12 +233,14 @@ impl AuthLayer {
         platform_token: String,
         limiter: super::rate_limit::RateLimiter,
         cache: Arc<AuthCache>,
+        failures: super::auth_failures::AuthFailureLimiter,
     ) -> Self {
         AuthLayer(Arc::new(Authenticator {
             db,
             platform_token,
             limiter,
             cache,
+            failures,
         }))
     }
 }
@@ -271,7 +293,7 @@ where
                     req.extensions_mut().insert(Platform);
                 }
                 Ok(Caller::Public) => {}
-                Err(e) => return Ok(tonic::Status::from(e).into_http()),
+                Err(e) => return Ok(tonic::Status::from(auth.refusal(e, &req)).into_http()),
             }
             inner.call(req).await
         })

@@ -131,6 +131,11 @@ pub struct Options {
     pub secrets_key: SecretsKey,
     /// Timeouts and sizes of the metrics listener.
     pub metrics_limits: checkout::metrics::http::ListenerLimits,
+    /// (failed authentications per minute, burst) per peer address; `None`: no limit.
+    pub auth_failures: Option<(u32, u32)>,
+    pub health_probe_ms: u64,
+    pub shutdown_delay_seconds: u64,
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Options {
@@ -145,6 +150,10 @@ impl Default for Options {
             rate_limit: None,
             secrets_key: SecretsKey::Shared,
             metrics_limits: Default::default(),
+            auth_failures: None,
+            health_probe_ms: 1000,
+            shutdown_delay_seconds: 0,
+            shutdown_grace_seconds: 5,
         }
     }
 }
@@ -172,7 +181,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         hosted_url_template: "https://pay.example.test/s/{CHECKOUT_SESSION_ID}".into(),
         demo_seed: Some(opts.demo_seed),
         webhook_allow_private_targets: opts.webhook_allow_private_targets,
-        shutdown_grace_seconds: 5,
+        shutdown_grace_seconds: opts.shutdown_grace_seconds,
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
         idempotency_retention_hours: 72,
@@ -187,7 +196,13 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         limits: LimitsConfig {
             rate_limit_per_second: opts.rate_limit.map_or(0.0, |(rate, _)| rate),
             rate_limit_burst: opts.rate_limit.map_or(1, |(_, burst)| burst),
+            auth_failures_per_minute: opts.auth_failures.map_or(0, |(rate, _)| rate),
+            auth_failures_burst: opts.auth_failures.map_or(1, |(_, burst)| burst),
             request_timeout_ms: 30_000,
+        },
+        health: checkout::health::HealthConfig {
+            health_probe_ms: opts.health_probe_ms,
+            shutdown_delay_seconds: Some(opts.shutdown_delay_seconds),
         },
         log: LogConfig {
             log_format: "text".into(),

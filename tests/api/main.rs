@@ -4,6 +4,7 @@
 //! backends ran.
 mod admin;
 mod auth;
+mod auth_limits;
 mod auth_replicas;
 mod catalog;
 mod create_errors;
@@ -11,6 +12,7 @@ mod create_rules;
 mod echo_bounds;
 mod exposition;
 mod fixtures;
+mod health;
 mod helpers;
 mod idempotency;
 mod idempotency_retention;
@@ -58,6 +60,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         auth::prod_requires_approval,
         auth::store_slug_auth_rules,
         auth::platform_token_guards_admin_and_hosted,
+        auth_limits::failed_authentications_are_limited_per_peer,
         admin::store_round_trip,
         admin::store_validation,
         admin::api_key_round_trip,
@@ -72,6 +75,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         server::accepted_connections_have_nodelay,
         server::oversized_request_is_refused,
         server::shutdown_is_prompt,
+        health::database_outage_is_not_serving,
+        health::shutdown_delay_serves_then_drains,
+        health::open_watch_does_not_hold_shutdown,
         storage::no_plaintext_api_key_in_storage,
         secrets::no_plaintext_webhook_secret_or_client_token_in_storage,
         secrets::plaintext_rows_of_an_older_version_are_sealed_at_start,
@@ -154,6 +160,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
+    all.extend(health::postgres_only());
     all
 }
 

@@ -161,6 +161,7 @@ impl Service {
             .env("CHECKOUT_SECRETS_KEY", &db.secrets_key)
             .env("CHECKOUT_DEMO_SEED", "false")
             .env("CHECKOUT_RATE_LIMIT_PER_SECOND", "0")
+            .env("CHECKOUT_SHUTDOWN_DELAY_SECONDS", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

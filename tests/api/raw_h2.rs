@@ -51,6 +51,19 @@ impl RawClient {
         RawClient { addr, send }
     }
 
+    /// Like `connect`, from another local address (any of 127.0.0.0/8 on Linux): another
+    /// peer, as far as the server can tell.
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(local, 0)).expect("bind");
+        let tcp = socket.connect(addr).await.expect("connect");
+        let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        RawClient { addr, send }
+    }
+
     /// POSTs `body` to `path` with `application/grpc` and the given extra headers.
     pub async fn call(&mut self, path: &str, headers: &[(&str, &str)], body: Bytes) -> RawReply {
         let mut all = vec![("content-type", "application/grpc"), ("te", "trailers")];
