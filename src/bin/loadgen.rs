@@ -560,6 +560,12 @@ fn report(args: &Args, out: Outcome, elapsed: f64, connections: usize) {
         if errors > 0 {
             println!("errors by code: {}", out.errors.summary());
         }
+        if out.errors.0.contains_key("RESOURCE_EXHAUSTED") {
+            // The usual surprise of a first load test: the server's per-key rate limit.
+            println!(
+                "RESOURCE_EXHAUSTED is usually the per-key rate limit: for a load test, start the server with CHECKOUT_RATE_LIMIT_PER_SECOND=0"
+            );
+        }
     }
 }
 

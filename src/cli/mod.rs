@@ -1,11 +1,14 @@
-//! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`.
+//! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`,
+//! `checkout health`.
 //! Admin commands run the AdminService handlers in-process against the database, so they
 //! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
 mod admin;
 mod admin_args;
+mod health;
 
 pub use admin::run_admin;
 pub use admin_args::AdminOp;
+pub use health::{run_health, HealthArgs};
 
 use crate::config::{DbConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +36,8 @@ pub enum Command {
     Migrate(DbConfig),
     /// Provision stores, keys, catalog and webhooks (AdminService, run in-process).
     Admin(AdminArgs),
+    /// Probe a running server's gRPC health (exit 0 only when SERVING): for HEALTHCHECKs.
+    Health(HealthArgs),
 }
 
 #[derive(Args, Debug)]

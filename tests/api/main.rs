@@ -22,6 +22,7 @@ mod malformed;
 mod malformed_fuzz;
 mod metrics_listener;
 mod operations;
+mod packaging;
 mod raw_h2;
 mod receiver;
 mod secrets;
@@ -156,6 +157,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         logs::every_rpc_is_logged_with_its_request_id,
         logs::webhook_failures_warn_and_pipes_get_no_colour,
         logs::spans_show_server_faults,
+        packaging::health_probe_exit_codes,
+        packaging::loadgen_counts_errors_by_code,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
