@@ -23,6 +23,7 @@ mod malformed_fuzz;
 mod metrics_listener;
 mod operations;
 mod packaging;
+mod proto_docs;
 mod raw_h2;
 mod receiver;
 mod secrets;
@@ -72,6 +73,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         admin::webhook_endpoints,
         admin::cli_provisions_what_the_server_serves,
         server::reflection_v1_and_v1alpha_list_the_services,
+        proto_docs::reflection_serves_comments_and_language_options,
         server::health_is_serving,
         server::accepted_connections_have_nodelay,
         server::oversized_request_is_refused,
