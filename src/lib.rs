@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod listener;
 pub mod metrics;
 pub mod seed;
 pub mod startup;

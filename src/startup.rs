@@ -11,6 +11,7 @@ use crate::{
         admin::Admin, auth::AuthLayer, auth_cache::AuthCache, checkout::Checkout, hosted::Hosted,
         rate_limit::RateLimiter, rpc_layer::RpcLayer, session_pb::SessionView,
     },
+    listener::{self, ConnLimits},
     metrics::Metrics,
     pb::{
         admin_service_server::AdminServiceServer, checkout_service_server::CheckoutServiceServer,
@@ -22,7 +23,6 @@ use crate::{
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 pub struct Application {
@@ -238,7 +238,7 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), "checkout listening");
-        let serve = router.serve_with_incoming_shutdown(incoming(self.listener), signal);
+        let serve = router.serve_with_incoming_shutdown(incoming(self.listener, cfg), signal);
         let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
         tokio::select! {
             served = serve => served?,
@@ -263,13 +263,16 @@ impl Application {
     }
 }
 
-/// Accepted connections. TCP_NODELAY on every one: without it a reply that leaves in two
-/// writes (the message, then the trailers) waits for the client's delayed ACK, ~40 ms per
-/// call. The server builder's own socket options apply only to listeners it binds itself.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
+/// Accepted connections, under the connection cap and the handshake deadline.
+fn incoming(
+    listener: TcpListener,
+    cfg: &ServeConfig,
+) -> impl futures_util::Stream<Item = std::io::Result<listener::Conn>> + Send {
+    let limits = ConnLimits {
+        max_connections: listener::fit_to_fd_limit(cfg.conn.max_connections.max(1)),
+        handshake_timeout: Duration::from_millis(cfg.conn.handshake_timeout_ms),
+    };
+    listener::incoming(listener, limits)
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -1,7 +1,7 @@
 //! `TestApp`: a real server on 127.0.0.1:0 over a real database of its own (a SQLite file in
 //! a temp dir, or a PostgreSQL database created for the test and dropped afterwards).
 use checkout::{
-    config::{DbConfig, LimitsConfig, LogConfig, ServeConfig},
+    config::{ConnConfig, DbConfig, LimitsConfig, LogConfig, ServeConfig},
     db::Backend,
     pb::{
         admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
@@ -105,6 +105,8 @@ pub struct Options {
     pub webhook_max_attempts: u32,
     /// (calls per second, burst) per API key; `None`: no limit.
     pub rate_limit: Option<(f64, u32)>,
+    /// (open connections at most, handshake timeout in ms).
+    pub connections: (usize, u64),
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             webhook_dispatcher: true,
             webhook_max_attempts: 15,
             rate_limit: None,
+            connections: (10_000, 5_000),
         }
     }
 }
@@ -160,6 +163,10 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
             rate_limit_per_second: opts.rate_limit.map_or(0.0, |(rate, _)| rate),
             rate_limit_burst: opts.rate_limit.map_or(1, |(_, burst)| burst),
             request_timeout_ms: 30_000,
+        },
+        conn: ConnConfig {
+            max_connections: opts.connections.0,
+            handshake_timeout_ms: opts.connections.1,
         },
         log: LogConfig {
             log_format: "text".into(),

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod auth_replicas;
 mod catalog;
+mod connections;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
@@ -65,6 +66,8 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         server::accepted_connections_have_nodelay,
         server::oversized_request_is_refused,
         server::shutdown_is_prompt,
+        connections::silent_connections_are_closed_after_the_handshake_timeout,
+        connections::connection_cap_keeps_existing_clients_served,
         storage::no_plaintext_api_key_in_storage,
         storage::demo_seed_runs_once_and_works,
         storage::restart_keeps_data,
