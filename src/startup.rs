@@ -1,6 +1,7 @@
 //! Building and running the server. `Application::build` does everything that can fail
 //! (config checks, migrations, binding the port) before anything is served, and exposes
 //! the bound address, so tests can start it on `127.0.0.1:0`.
+use crate::grpc::header_limit::{HeaderLimitLayer, HTTP2_MAX_HEADER_LIST_BYTES};
 use crate::{
     config::ServeConfig,
     db::{connect::backend_of, Backend, Db},
@@ -199,11 +200,15 @@ impl Application {
             // the server notice dead peers.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // Header blocks between the limit of HeaderLimitLayer and this one get a gRPC
+            // status; only above this one does h2 answer a bare HTTP 431 (see header_limit).
+            .http2_max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
             // A unary call may take this long at most; streams are not cut (the limit covers
             // the handler producing the response, not the stream that follows).
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
             // Outermost first: the RPC span and metrics see everything, including auth.
             .layer(RpcLayer(metrics.clone()))
+            .layer(HeaderLimitLayer)
             .layer(AuthLayer::new(
                 self.db.clone(),
                 self.platform_token.clone(),

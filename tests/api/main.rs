@@ -11,6 +11,7 @@ mod create_errors;
 mod create_rules;
 mod echo_bounds;
 mod fixtures;
+mod header_limit;
 mod helpers;
 mod idempotency;
 mod idempotency_retention;
@@ -68,6 +69,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         server::shutdown_is_prompt,
         connections::silent_connections_are_closed_after_the_handshake_timeout,
         connections::connection_cap_keeps_existing_clients_served,
+        header_limit::oversized_metadata_is_resource_exhausted,
         storage::no_plaintext_api_key_in_storage,
         storage::demo_seed_runs_once_and_works,
         storage::restart_keeps_data,
