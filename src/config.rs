@@ -38,7 +38,7 @@ impl DbConfig {
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
 /// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
 /// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`],
-/// [`crate::health::HealthConfig`] and [`LogConfig`].
+/// [`ConnConfig`], [`crate::health::HealthConfig`] and [`LogConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -90,7 +90,22 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub health: crate::health::HealthConfig,
     #[command(flatten)]
+    pub conn: ConnConfig,
+    #[command(flatten)]
     pub log: LogConfig,
+}
+
+/// Connections to the gRPC listener. Env vars: `CHECKOUT_MAX_CONNECTIONS` (10000),
+/// `CHECKOUT_HANDSHAKE_TIMEOUT_MS` (5000). See `crate::listener`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnConfig {
+    /// Open gRPC connections at most; over it a new connection is closed at once. Lowered at
+    /// start to fit under the file descriptor limit.
+    #[arg(long, env = "CHECKOUT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// A connection that has not sent the HTTP/2 preface within this time is closed.
+    #[arg(long, env = "CHECKOUT_HANDSHAKE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub handshake_timeout_ms: u64,
 }
 
 /// Logs, traces and metrics. Env vars: `RUST_LOG` (default `info`), `CHECKOUT_LOG_FORMAT`

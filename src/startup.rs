@@ -1,6 +1,7 @@
 //! Building and running the server. `Application::build` does everything that can fail
 //! (config checks, migrations, binding the port) before anything is served, and exposes
 //! the bound address, so tests can start it on `127.0.0.1:0`.
+use crate::grpc::header_limit::{HeaderLimitLayer, HTTP2_MAX_HEADER_LIST_BYTES};
 use crate::{
     config::ServeConfig,
     db::{connect::backend_of, Backend, Db},
@@ -11,6 +12,7 @@ use crate::{
         admin::Admin, auth::AuthLayer, auth_cache::AuthCache, checkout::Checkout, hosted::Hosted,
         rate_limit::RateLimiter, rpc_layer::RpcLayer, session_pb::SessionView,
     },
+    listener::{self, ConnLimits},
     metrics::Metrics,
     pb::{
         admin_service_server::AdminServiceServer, checkout_service_server::CheckoutServiceServer,
@@ -26,7 +28,6 @@ use crate::{
 use anyhow::{bail, Context};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 pub struct Application {
     listener: TcpListener,
@@ -218,11 +219,15 @@ impl Application {
             // the server notice dead peers.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // Header blocks between the limit of HeaderLimitLayer and this one get a gRPC
+            // status; only above this one does h2 answer a bare HTTP 431 (see header_limit).
+            .http2_max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
             // A unary call may take this long at most; streams are not cut (the limit covers
             // the handler producing the response, not the stream that follows).
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
             // Outermost first: the RPC span and metrics see everything, including auth.
             .layer(RpcLayer(metrics.clone()))
+            .layer(HeaderLimitLayer)
             .layer(DbGateLayer(health.clone()))
             .layer(AuthLayer::new(
                 self.db.clone(),
@@ -257,7 +262,7 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), "checkout listening");
-        let serve = router.serve_with_incoming_shutdown(incoming(self.listener), signal);
+        let serve = router.serve_with_incoming_shutdown(incoming(self.listener, cfg), signal);
         let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
         tokio::select! {
             served = serve => served?,
@@ -282,13 +287,16 @@ impl Application {
     }
 }
 
-/// Accepted connections. TCP_NODELAY on every one: without it a reply that leaves in two
-/// writes (the message, then the trailers) waits for the client's delayed ACK, ~40 ms per
-/// call. The server builder's own socket options apply only to listeners it binds itself.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
+/// Accepted connections, under the connection cap and the handshake deadline.
+fn incoming(
+    listener: TcpListener,
+    cfg: &ServeConfig,
+) -> impl futures_util::Stream<Item = std::io::Result<listener::Conn>> + Send {
+    let limits = ConnLimits {
+        max_connections: listener::fit_to_fd_limit(cfg.conn.max_connections.max(1)),
+        handshake_timeout: Duration::from_millis(cfg.conn.handshake_timeout_ms),
+    };
+    listener::incoming(listener, limits)
 }
 
 /// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when

@@ -8,6 +8,7 @@ pub mod auth_failures;
 pub mod checkout;
 pub mod codec;
 pub mod convert;
+pub mod header_limit;
 pub mod hosted;
 pub mod page_token;
 pub mod rate_limit;

@@ -1,7 +1,7 @@
 //! `TestApp`: a real server on 127.0.0.1:0 over a real database of its own (a SQLite file in
 //! a temp dir, or a PostgreSQL database created for the test and dropped afterwards).
 use checkout::{
-    config::{DbConfig, LimitsConfig, LogConfig, ServeConfig},
+    config::{ConnConfig, DbConfig, LimitsConfig, LogConfig, ServeConfig},
     db::Backend,
     pb::{
         admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
@@ -136,6 +136,8 @@ pub struct Options {
     pub health_probe_ms: u64,
     pub shutdown_delay_seconds: u64,
     pub shutdown_grace_seconds: u64,
+    /// (open connections at most, handshake timeout in ms).
+    pub connections: (usize, u64),
 }
 
 impl Default for Options {
@@ -154,6 +156,7 @@ impl Default for Options {
             health_probe_ms: 1000,
             shutdown_delay_seconds: 0,
             shutdown_grace_seconds: 5,
+            connections: (10_000, 5_000),
         }
     }
 }
@@ -203,6 +206,10 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         health: checkout::health::HealthConfig {
             health_probe_ms: opts.health_probe_ms,
             shutdown_delay_seconds: Some(opts.shutdown_delay_seconds),
+        },
+        conn: ConnConfig {
+            max_connections: opts.connections.0,
+            handshake_timeout_ms: opts.connections.1,
         },
         log: LogConfig {
             log_format: "text".into(),

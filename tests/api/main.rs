@@ -7,11 +7,13 @@ mod auth;
 mod auth_limits;
 mod auth_replicas;
 mod catalog;
+mod connections;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
 mod exposition;
 mod fixtures;
+mod header_limit;
 mod health;
 mod helpers;
 mod idempotency;
@@ -81,6 +83,9 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         health::database_outage_is_not_serving,
         health::shutdown_delay_serves_then_drains,
         health::open_watch_does_not_hold_shutdown,
+        connections::silent_connections_are_closed_after_the_handshake_timeout,
+        connections::connection_cap_keeps_existing_clients_served,
+        header_limit::oversized_metadata_is_resource_exhausted,
         storage::no_plaintext_api_key_in_storage,
         secrets::no_plaintext_webhook_secret_or_client_token_in_storage,
         secrets::plaintext_rows_of_an_older_version_are_sealed_at_start,
