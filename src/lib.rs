@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod seed;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod workers;
 
 /// Generated protobuf and gRPC code for `checkout.v1`.

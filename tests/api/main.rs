@@ -24,6 +24,8 @@ mod receiver;
 mod server;
 mod session_views;
 mod storage;
+mod tls;
+mod tls_reload;
 mod watch;
 mod watch_scale;
 mod webhooks;
@@ -130,6 +132,12 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         malformed::undecodable_bodies_are_invalid_argument,
         malformed::framing_and_content_type_errors,
         malformed_fuzz::generated_bad_bodies_never_fail_the_server,
+        tls::serves_over_tls_and_refuses_plaintext,
+        tls::bad_tls_files_stop_the_start,
+        tls::mtls_requires_a_client_certificate_of_the_ca,
+        tls::grpcurl_with_cacert,
+        tls_reload::changed_files_are_picked_up,
+        tls_reload::sighup_reloads_and_bad_files_keep_the_old_certificate,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
