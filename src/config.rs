@@ -37,7 +37,8 @@ impl DbConfig {
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
 /// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
-/// [`crate::dispatch::DispatchConfig`], [`LimitsConfig`], [`ConnConfig`] and [`LogConfig`].
+/// [`crate::dispatch::DispatchConfig`], [`LimitsConfig`], [`ConnConfig`], [`LogConfig`] and
+/// [`TlsConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
