@@ -284,11 +284,9 @@ pub async fn mtls_requires_a_client_certificate_of_the_ca(ctx: Ctx) {
     let ok = health_over_tls(app.addr, &server_ca.pem, Some(&client_ca.client())).await;
     assert_eq!(ok, Ok(ServingStatus::Serving));
     let none = health_over_tls(app.addr, &server_ca.pem, None).await;
-    assert!(
-        none.as_ref()
-            .is_err_and(|e| e.contains("CertificateRequired")),
-        "no client certificate: {none:?}"
-    );
+    // The error is the alert (certificate required) or, if the server closed first, the
+    // closed connection: which one the client reads first is a race.
+    assert!(none.is_err(), "no client certificate: {none:?}");
     let foreign = health_over_tls(app.addr, &server_ca.pem, Some(&other_ca.client())).await;
     assert!(foreign.is_err(), "a certificate of another CA: {foreign:?}");
 }
