@@ -38,7 +38,7 @@ impl DbConfig {
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
 /// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
 /// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`],
-/// [`ConnConfig`], [`crate::health::HealthConfig`] and [`LogConfig`].
+/// [`ConnConfig`], [`crate::health::HealthConfig`], [`LogConfig`] and [`TlsConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeConfig {
     #[command(flatten)]
@@ -93,6 +93,27 @@ pub struct ServeConfig {
     pub conn: ConnConfig,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub tls: TlsConfig,
+}
+
+/// TLS on the gRPC listener. Env vars: `CHECKOUT_TLS_CERT`, `CHECKOUT_TLS_KEY` (both or
+/// neither; unset: plaintext), `CHECKOUT_TLS_CLIENT_CA` (mTLS), `CHECKOUT_TLS_POLL_SECONDS`
+/// (2). See `crate::tls`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the gRPC listener (leaf first). Reloaded on SIGHUP or change.
+    #[arg(long, env = "CHECKOUT_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHECKOUT_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate issued by one (mTLS).
+    #[arg(long, env = "CHECKOUT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// How often the TLS files are checked for changes; 0: reload on SIGHUP only.
+    #[arg(long, env = "CHECKOUT_TLS_POLL_SECONDS", default_value_t = 2)]
+    pub tls_poll_seconds: u64,
 }
 
 /// Connections to the gRPC listener. Env vars: `CHECKOUT_MAX_CONNECTIONS` (10000),

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod seed;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook_dns;
 pub mod workers;
 

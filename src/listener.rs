@@ -14,9 +14,14 @@
 //! - **descriptor exhaustion**: `accept` failing with EMFILE/ENFILE leaves the connection in
 //!   the backlog, so retrying at once would spin; the loop logs and backs off instead.
 //!
+//! With TLS configured (`crate::tls`) the socket is wrapped in [`MaybeTls`], whose first
+//! reads and writes perform the TLS handshake, under the same deadline: the preface counted
+//! is the decrypted one.
+//!
 //! After the handshake, a connection that idles is pinged by hyper (keepalive interval and
 //! timeout in `startup`): a dead peer is closed, a live idle one (a Watch client between
 //! events) is kept and counts against the cap.
+use crate::tls::{stream::MaybeTls, TlsState};
 use futures_util::Stream;
 use std::{
     future::Future,
@@ -89,9 +94,11 @@ pub fn fit_to_fd_limit(configured: usize) -> usize {
 pub fn incoming(
     listener: TcpListener,
     limits: ConnLimits,
+    tls: Option<TlsState>,
 ) -> impl Stream<Item = io::Result<Conn>> + Send {
     let acceptor = Acceptor {
         listener,
+        tls,
         permits: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
         cap_warning: Throttle::default(),
@@ -105,6 +112,7 @@ pub fn incoming(
 
 struct Acceptor {
     listener: TcpListener,
+    tls: Option<TlsState>,
     permits: Arc<Semaphore>,
     limits: ConnLimits,
     cap_warning: Throttle,
@@ -146,8 +154,15 @@ impl Acceptor {
                 continue;
             };
             set_socket_options(&tcp);
+            let connect_info = tcp.connect_info();
+            let io = match &self.tls {
+                // The config current now: a reload applies from the next connection on.
+                Some(tls) => MaybeTls::Handshaking(Box::new(tls.acceptor().accept(tcp))),
+                None => MaybeTls::Plain(tcp),
+            };
             return Conn {
-                io: tcp,
+                io,
+                connect_info,
                 handshake: Some(Handshake {
                     seen: 0,
                     deadline: Box::pin(tokio::time::sleep(self.limits.handshake_timeout)),
@@ -207,7 +222,8 @@ impl Throttle {
 /// An accepted connection: the socket, its handshake deadline until the preface has
 /// arrived, and its place under the connection cap (released when hyper drops it).
 pub struct Conn {
-    io: TcpStream,
+    io: MaybeTls,
+    connect_info: TcpConnectInfo,
     handshake: Option<Handshake>,
     _permit: OwnedSemaphorePermit,
 }
@@ -221,7 +237,24 @@ impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+        self.connect_info.clone()
+    }
+}
+
+impl Conn {
+    /// An error once the handshake deadline has passed. Polled by reads and, for TLS, by
+    /// writes and flushes too: h2 flushes its SETTINGS before it reads the preface, and
+    /// with TLS that flush waits on the client's hello.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some(h) = &mut self.handshake else {
+            return Poll::Pending;
+        };
+        std::task::ready!(h.deadline.as_mut().poll(cx));
+        tracing::debug!("no HTTP/2 preface within the handshake timeout; closing");
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no HTTP/2 preface within the handshake timeout",
+        ))
     }
 }
 
@@ -232,16 +265,10 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // Until the preface is in, hyper is always waiting on this read, so polling the
-        // deadline here is enough to wake it when the time is up.
-        if let Some(h) = &mut this.handshake {
-            if h.deadline.as_mut().poll(cx).is_ready() {
-                tracing::debug!("no HTTP/2 preface within the handshake timeout; closing");
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no HTTP/2 preface within the handshake timeout",
-                )));
-            }
+        // Until the preface is in, hyper is waiting on this read (or, with TLS, on a flush:
+        // see poll_deadline), so polling the deadline here wakes it when the time is up.
+        if let Poll::Ready(e) = this.poll_deadline(cx) {
+            return Poll::Ready(Err(e));
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
@@ -261,7 +288,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.poll_deadline(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -269,7 +300,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.poll_deadline(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -277,7 +312,11 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.poll_deadline(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

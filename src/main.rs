@@ -51,6 +51,11 @@ fn print_banner(app: &Application) {
         addr.to_string()
     };
     println!("checkout is serving gRPC on {addr}");
+    if app.tls_enabled() {
+        println!(
+            "TLS is on: in the grpcurl commands below, use -cacert <CA file> instead of -plaintext"
+        );
+    }
     if let Some(token) = app.generated_platform_token() {
         println!("\nPlatform token (generated for this run; set CHECKOUT_PLATFORM_TOKEN to choose one):\n  {token}");
     }

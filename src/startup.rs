@@ -19,6 +19,7 @@ use crate::{
         hosted_checkout_service_server::HostedCheckoutServiceServer,
     },
     seed::{self, DemoSeed},
+    tls::{TlsFiles, TlsState},
     workers::{spawn_pg_listener, spawn_sweeper},
 };
 use crate::{
@@ -40,6 +41,7 @@ pub struct Application {
     generated_token: bool,
     seeded: Option<DemoSeed>,
     keys: Arc<crate::secrets::Keyring>,
+    tls: Option<(TlsFiles, TlsState)>,
 }
 
 /// The checkout services, for health status and shutdown.
@@ -63,6 +65,7 @@ impl Application {
             None => (format!("pt_{}", random_base62(43)), true),
         };
         let keys = Arc::new(crate::secrets::load(&config.secrets, url)?);
+        let tls = load_tls(&config)?;
         Db::migrate(url).await?;
         let db = Db::connect(url, &config.db.pool_options()).await?;
         let resealed = crate::db::secrets::reseal(&db, &keys).await?;
@@ -95,7 +98,13 @@ impl Application {
             generated_token,
             seeded,
             keys,
+            tls,
         })
+    }
+
+    /// Whether the gRPC listener speaks TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -185,6 +194,15 @@ impl Application {
             )?;
             workers.push(dispatcher.spawn(hub.outbox.clone(), stopping.clone()));
         }
+        if let Some((files, state)) = &self.tls {
+            let poll = Duration::from_secs(cfg.tls.tls_poll_seconds);
+            workers.push(crate::tls::reload::spawn(
+                files.clone(),
+                state.clone(),
+                poll,
+                stopping.clone(),
+            )?);
+        }
         if self.db.backend() == Backend::Postgres {
             workers.push(spawn_pg_listener(
                 cfg.db.database_url.clone(),
@@ -261,8 +279,9 @@ impl Application {
             let _ = stop_workers.send(true);
             let _ = stopping_tx.send(());
         };
-        tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), "checkout listening");
-        let serve = router.serve_with_incoming_shutdown(incoming(self.listener, cfg), signal);
+        let tls = self.tls.map(|(_, state)| state);
+        tracing::info!(addr = %self.local_addr, backend = ?self.db.backend(), tls = tls.is_some(), "checkout listening");
+        let serve = router.serve_with_incoming_shutdown(incoming(self.listener, cfg, tls), signal);
         let grace = Duration::from_secs(cfg.shutdown_grace_seconds);
         tokio::select! {
             served = serve => served?,
@@ -291,12 +310,28 @@ impl Application {
 fn incoming(
     listener: TcpListener,
     cfg: &ServeConfig,
+    tls: Option<TlsState>,
 ) -> impl futures_util::Stream<Item = std::io::Result<listener::Conn>> + Send {
     let limits = ConnLimits {
         max_connections: listener::fit_to_fd_limit(cfg.conn.max_connections.max(1)),
         handshake_timeout: Duration::from_millis(cfg.conn.handshake_timeout_ms),
     };
-    listener::incoming(listener, limits)
+    listener::incoming(listener, limits, tls)
+}
+
+/// The TLS config from the files, if TLS is configured; bad files stop the start.
+fn load_tls(config: &ServeConfig) -> anyhow::Result<Option<(TlsFiles, TlsState)>> {
+    let Some(files) = TlsFiles::from_config(&config.tls)? else {
+        return Ok(None);
+    };
+    let loaded = crate::tls::load(&files).context("loading the TLS files")?;
+    tracing::info!(
+        cert = %files.cert.display(),
+        not_after = loaded.not_after.as_deref().unwrap_or("unknown"),
+        mtls = files.client_ca.is_some(),
+        "TLS on the gRPC listener"
+    );
+    Ok(Some((files, TlsState::new(loaded.config))))
 }
 
 /// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when

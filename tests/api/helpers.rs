@@ -1,7 +1,7 @@
 //! `TestApp`: a real server on 127.0.0.1:0 over a real database of its own (a SQLite file in
 //! a temp dir, or a PostgreSQL database created for the test and dropped afterwards).
 use checkout::{
-    config::{ConnConfig, DbConfig, LimitsConfig, LogConfig, ServeConfig},
+    config::{ConnConfig, DbConfig, LimitsConfig, LogConfig, ServeConfig, TlsConfig},
     db::Backend,
     pb::{
         admin_service_client::AdminServiceClient, checkout_service_client::CheckoutServiceClient,
@@ -138,6 +138,8 @@ pub struct Options {
     pub shutdown_grace_seconds: u64,
     /// (open connections at most, handshake timeout in ms).
     pub connections: (usize, u64),
+    /// TLS on the gRPC listener; `TestApp::channel` is then unusable (tests make their own).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Options {
@@ -157,6 +159,7 @@ impl Default for Options {
             shutdown_delay_seconds: 0,
             shutdown_grace_seconds: 5,
             connections: (10_000, 5_000),
+            tls: None,
         }
     }
 }
@@ -228,6 +231,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
                 secrets_old_keys: old.clone(),
             },
         },
+        tls: opts.tls.clone().unwrap_or_default(),
     }
 }
 
@@ -252,11 +256,11 @@ impl TestApp {
         let handle = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
+        let endpoint = Channel::from_shared(format!("http://{addr}")).unwrap();
+        let channel = match opts.tls {
+            Some(_) => endpoint.connect_lazy(),
+            None => endpoint.connect().await.expect("connect"),
+        };
         TestApp {
             addr,
             metrics_addr,

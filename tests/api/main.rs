@@ -32,6 +32,8 @@ mod secrets;
 mod server;
 mod session_views;
 mod storage;
+mod tls;
+mod tls_reload;
 mod tooling;
 mod violations;
 mod watch;
@@ -166,6 +168,12 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         logs::spans_show_server_faults,
         packaging::health_probe_exit_codes,
         packaging::loadgen_counts_errors_by_code,
+        tls::serves_over_tls_and_refuses_plaintext,
+        tls::bad_tls_files_stop_the_start,
+        tls::mtls_requires_a_client_certificate_of_the_ca,
+        tls::grpcurl_with_cacert,
+        tls_reload::changed_files_are_picked_up,
+        tls_reload::sighup_reloads_and_bad_files_keep_the_old_certificate,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(storage::postgres_only());
