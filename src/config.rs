@@ -81,6 +81,11 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(24..)
     )]
     pub idempotency_retention_hours: u64,
+    /// Origins (comma separated, e.g. https://shop.example.com) whose pages may read
+    /// responses from this service, for every store; a store's own return origins are
+    /// allowed for its slug calls anyway (gRPC-Web, SPEC §12).
+    #[arg(long, env = "CHECKOUT_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub webhooks: crate::dispatch::DispatchConfig,
     #[command(flatten)]

@@ -9,7 +9,8 @@ use crate::{
     domain::ids::random_base62,
     events::Hub,
     grpc::{
-        admin::Admin, auth::AuthLayer, auth_cache::AuthCache, checkout::Checkout, hosted::Hosted,
+        admin::Admin, auth::AuthLayer, auth_cache::AuthCache,
+        browser::{BrowserLayer, Browsers}, checkout::Checkout, hosted::Hosted,
         rate_limit::RateLimiter, rpc_layer::RpcLayer, session_pb::SessionView,
     },
     listener::{self, ConnLimits},
@@ -243,7 +244,12 @@ impl Application {
             // A unary call may take this long at most; streams are not cut (the limit covers
             // the handler producing the response, not the stream that follows).
             .timeout(Duration::from_millis(cfg.limits.request_timeout_ms))
-            // Outermost first: the RPC span and metrics see everything, including auth.
+            // gRPC-Web (HTTP/1.1 from browsers) on the same port.
+            .accept_http1(true)
+            // Outermost first: CORS (a preflight is plain HTTP), gRPC-Web translated to
+            // gRPC, then the RPC span and metrics see everything, including auth.
+            .layer(BrowserLayer(Browsers::new(self.db.clone(), &cfg.cors_origins)))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer(metrics.clone()))
             .layer(HeaderLimitLayer)
             .layer(DbGateLayer(health.clone()))

@@ -127,6 +127,19 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> AppResult<Option<StoreRow>> {
     })
 }
 
+/// The allowed return origins of the store behind a slug (empty when there is none): the
+/// origins a browser storefront of that store may call from (SPEC §12).
+pub async fn origins_by_slug(db: &Db, slug: &str) -> AppResult<Vec<String>> {
+    with_conn!(db, |conn| {
+        Ok(store_return_origins::table
+            .inner_join(stores::table)
+            .filter(stores::slug.eq(slug))
+            .select(store_return_origins::origin)
+            .load(conn)
+            .await?)
+    })
+}
+
 /// Applies the fields named in `patch`; `None` when the store does not exist.
 pub async fn update(db: &Db, id: &StoreId, patch: &StorePatch) -> AppResult<Option<Store>> {
     #[derive(AsChangeset)]

@@ -72,6 +72,13 @@ enum Caller {
 
 impl Authenticator {
     async fn authenticate(&self, path: &str, headers: &HeaderMap) -> AppResult<Caller> {
+        // A page's script can be read by anyone who loads it: a bearer secret sent from a
+        // browser (it always sends Origin) is already leaked, and is refused (SPEC §12).
+        if headers.contains_key(http::header::ORIGIN) && bearer(headers).is_some() {
+            return Err(AppError::PermissionDenied(
+                "Secret API keys must not be used from a browser".into(),
+            ));
+        }
         if let Some(method) = path.strip_prefix(CHECKOUT_SERVICE) {
             return self.merchant(method, headers).await.map(Caller::Merchant);
         }

@@ -5,6 +5,7 @@ pub mod admin_pb;
 pub mod auth;
 pub mod auth_cache;
 pub mod auth_failures;
+pub mod browser;
 pub mod checkout;
 pub mod codec;
 pub mod convert;
