@@ -9,9 +9,15 @@ use crate::{
     domain::ids::random_base62,
     events::Hub,
     grpc::{
-        admin::Admin, auth::AuthLayer, auth_cache::AuthCache,
-        browser::{BrowserLayer, Browsers}, checkout::Checkout, hosted::Hosted,
-        rate_limit::RateLimiter, rpc_layer::RpcLayer, session_pb::SessionView,
+        admin::Admin,
+        auth::AuthLayer,
+        auth_cache::AuthCache,
+        browser::{BrowserLayer, Browsers},
+        checkout::Checkout,
+        hosted::Hosted,
+        rate_limit::RateLimiter,
+        rpc_layer::RpcLayer,
+        session_pb::SessionView,
     },
     listener::{self, ConnLimits},
     metrics::Metrics,
@@ -248,7 +254,10 @@ impl Application {
             .accept_http1(true)
             // Outermost first: CORS (a preflight is plain HTTP), gRPC-Web translated to
             // gRPC, then the RPC span and metrics see everything, including auth.
-            .layer(BrowserLayer(Browsers::new(self.db.clone(), &cfg.cors_origins)))
+            .layer(BrowserLayer(Browsers::new(
+                self.db.clone(),
+                &cfg.cors_origins,
+            )))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer(metrics.clone()))
             .layer(HeaderLimitLayer)

@@ -138,6 +138,8 @@ pub struct Options {
     pub shutdown_grace_seconds: u64,
     /// (open connections at most, handshake timeout in ms).
     pub connections: (usize, u64),
+    /// CHECKOUT_CORS_ORIGINS.
+    pub cors_origins: Vec<String>,
     /// TLS on the gRPC listener; `TestApp::channel` is then unusable (tests make their own).
     pub tls: Option<TlsConfig>,
 }
@@ -159,6 +161,7 @@ impl Default for Options {
             shutdown_delay_seconds: 0,
             shutdown_grace_seconds: 5,
             connections: (10_000, 5_000),
+            cors_origins: Vec::new(),
             tls: None,
         }
     }
@@ -191,6 +194,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
         idempotency_retention_hours: 72,
+        cors_origins: opts.cors_origins.clone(),
         webhooks: checkout::dispatch::DispatchConfig {
             webhook_dispatcher: opts.webhook_dispatcher,
             webhook_poll_ms: 50,

@@ -13,6 +13,7 @@ mod create_rules;
 mod echo_bounds;
 mod exposition;
 mod fixtures;
+mod grpc_web;
 mod header_limit;
 mod health;
 mod helpers;
@@ -161,6 +162,10 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         malformed::framing_and_content_type_errors,
         malformed_fuzz::generated_bad_bodies_never_fail_the_server,
         tooling::grpcurl_decodes_error_details,
+        grpc_web::preflight_is_answered_for_any_origin,
+        grpc_web::storefront_calls_over_grpc_web,
+        grpc_web::watch_streams_over_grpc_web,
+        grpc_web::secret_keys_are_refused_from_browsers,
         tooling::admin_cli_is_described_and_works_as_documented,
         tooling::banner_commands_run_as_printed,
         logs::every_rpc_is_logged_with_its_request_id,
