@@ -27,11 +27,14 @@ const ORIGINS_TTL: Duration = Duration::from_secs(5);
 /// Slugs remembered at most (each a short list); past it the cache starts over.
 const ORIGINS_CACHE_MAX: usize = 10_000;
 
+/// A store's origins as read at an instant.
+type CachedOrigins = (Instant, Arc<[String]>);
+
 pub struct Browsers {
     db: Db,
     /// `CHECKOUT_CORS_ORIGINS`: allowed for every store.
     operator_origins: HashSet<String>,
-    by_slug: Mutex<HashMap<String, (Instant, Arc<[String]>)>>,
+    by_slug: Mutex<HashMap<String, CachedOrigins>>,
 }
 
 impl Browsers {
@@ -51,7 +54,7 @@ impl Browsers {
         }
         let Some(slug) = slug else { return false };
         match self.store_origins(slug).await {
-            Some(origins) => origins.iter().any(|o| *o == origin),
+            Some(origins) => origins.contains(&origin),
             None => false,
         }
     }
