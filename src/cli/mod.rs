@@ -3,6 +3,7 @@
 //! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
 mod admin;
 mod admin_args;
+mod admin_more;
 
 pub use admin::run_admin;
 pub use admin_args::AdminOp;

@@ -3,6 +3,8 @@
 //! once more on PostgreSQL. A custom harness (libtest-mimic) lets it say plainly which
 //! backends ran.
 mod admin;
+mod admin_cli;
+mod admin_lists;
 mod auth;
 mod auth_replicas;
 mod catalog;
@@ -30,6 +32,7 @@ mod tooling;
 mod violations;
 mod watch;
 mod watch_scale;
+mod webhook_admin;
 mod webhook_dns;
 mod webhooks;
 
@@ -67,6 +70,14 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         catalog::coupon_round_trip,
         admin::webhook_endpoints,
         admin::cli_provisions_what_the_server_serves,
+        admin_lists::list_stores_pages_newest_first,
+        admin_lists::list_api_keys_never_shows_a_secret,
+        admin_lists::list_products_matches_get_product,
+        admin_lists::deactivated_coupon_is_refused,
+        admin_cli::cli_lists_and_manages,
+        webhook_admin::endpoint_list_update_delete,
+        webhook_admin::deliveries_follow_subscriptions,
+        webhook_admin::rotation_signs_with_both_during_the_overlap,
         server::reflection_v1_and_v1alpha_list_the_services,
         server::health_is_serving,
         server::accepted_connections_have_nodelay,
