@@ -163,6 +163,8 @@ pub async fn delete(db: &Db, id: &WebhookEndpointId) -> AppResult<Option<Endpoin
         };
         row.disabled_at = row.disabled_at.or(Some(now));
         row.deleted_at = Some(now);
+        row.previous_secret = None;
+        row.previous_secret_expires_at = None;
         diesel::update(live)
             .set((
                 webhook_endpoints::deleted_at.eq(now),

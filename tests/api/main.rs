@@ -34,6 +34,7 @@ mod watch;
 mod watch_scale;
 mod webhook_admin;
 mod webhook_dns;
+mod webhook_rotation;
 mod webhooks;
 
 use checkout::db::Backend;
@@ -78,6 +79,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         webhook_admin::endpoint_list_update_delete,
         webhook_admin::deliveries_follow_subscriptions,
         webhook_admin::rotation_signs_with_both_during_the_overlap,
+        webhook_rotation::previous_secret_is_resealed_at_start,
         server::reflection_v1_and_v1alpha_list_the_services,
         server::health_is_serving,
         server::accepted_connections_have_nodelay,

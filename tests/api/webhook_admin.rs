@@ -169,8 +169,26 @@ pub async fn endpoint_list_update_delete(ctx: Ctx) {
     );
 
     // Delete: gone from the list; a second delete, an update or a rotation is NOT_FOUND.
+    let rotated = app
+        .admin()
+        .rotate_webhook_endpoint_secret(app.platform(pb::RotateWebhookEndpointSecretRequest {
+            endpoint_id: b.id.clone(),
+            overlap: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rotated
+        .webhook_endpoint
+        .unwrap()
+        .previous_secret_expires_at
+        .is_some());
     let gone = delete(&app, &b.id).await.unwrap();
-    assert!(gone.disabled);
+    assert!(gone.disabled && gone.disabled_at.is_some());
+    assert!(
+        gone.previous_secret_expires_at.is_none(),
+        "its secrets are erased"
+    );
     let left: Vec<String> = list(&app, &c, 0, String::new())
         .await
         .webhook_endpoints
