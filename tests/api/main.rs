@@ -80,6 +80,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         webhook_admin::deliveries_follow_subscriptions,
         webhook_admin::rotation_signs_with_both_during_the_overlap,
         webhook_rotation::previous_secret_is_resealed_at_start,
+        webhook_rotation::concurrent_rotations_form_one_chain,
         server::reflection_v1_and_v1alpha_list_the_services,
         server::health_is_serving,
         server::accepted_connections_have_nodelay,

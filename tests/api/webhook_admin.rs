@@ -331,7 +331,7 @@ pub async fn deliveries_follow_subscriptions(ctx: Ctx) {
 }
 
 /// Whether one of the request's signatures is the secret's.
-fn signed_by(r: &Received, secret: &str) -> bool {
+pub(crate) fn signed_by(r: &Received, secret: &str) -> bool {
     let key = STANDARD
         .decode(secret.trim_start_matches("whsec_"))
         .unwrap();

@@ -52,3 +52,47 @@ pub async fn previous_secret_is_resealed_at_start(ctx: Ctx) {
     verify(&got[0], &hook.secret);
     verify(&got[0], &second.secret);
 }
+
+/// Rotations racing on one endpoint form one chain: each that succeeds replaced the secret
+/// current at that moment, so afterwards the two signing secrets are the last two of that
+/// chain, and a secret handed to a caller is never silently dropped while an older one
+/// still signs. Losers of the race are told to retry.
+pub async fn concurrent_rotations_form_one_chain(ctx: Ctx) {
+    let app = TestApp::spawn_with(&ctx, local()).await;
+    let c = catalog(&app).await;
+    let receiver = Receiver::start().await;
+    let hook = endpoint(&app, &c, &receiver.url(), pb::Environment::Test).await;
+    let rotations = (0..4).map(|_| {
+        let mut admin = app.admin();
+        let req = app.platform(pb::RotateWebhookEndpointSecretRequest {
+            endpoint_id: hook.id.clone(),
+            overlap: None,
+        });
+        async move { admin.rotate_webhook_endpoint_secret(req).await }
+    });
+    let mut issued = Vec::new();
+    for r in futures_util::future::join_all(rotations).await {
+        match r {
+            Ok(r) => issued.push(r.into_inner().secret),
+            Err(s) => assert_eq!(
+                (s.code(), s.message()),
+                (
+                    tonic::Code::FailedPrecondition,
+                    "The endpoint's secret is being rotated concurrently; retry"
+                )
+            ),
+        }
+    }
+    assert!(!issued.is_empty(), "at least one rotation succeeds");
+    let s = created(&app, &c, order(vec![line(&c.widget, 1)], "USD")).await;
+    complete(&app, &s.id, "pay").await.unwrap();
+    let got = &receiver.wait_for(1).await[0];
+    let signers: Vec<&String> = std::iter::once(&hook.secret)
+        .chain(&issued)
+        .filter(|secret| crate::webhook_admin::signed_by(got, secret))
+        .collect();
+    assert_eq!(signers.len(), 2, "the current and the previous secret sign");
+    assert!(issued.contains(signers[0]) || issued.contains(signers[1]));
+    // The original secret still signs only if no second rotation replaced it since.
+    assert_eq!(signers.contains(&&hook.secret), issued.len() == 1);
+}
