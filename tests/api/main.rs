@@ -35,6 +35,7 @@ mod watch_scale;
 mod webhook_admin;
 mod webhook_dns;
 mod webhook_rotation;
+mod webhook_update_dns;
 mod webhooks;
 
 use checkout::db::Backend;
@@ -81,6 +82,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         webhook_admin::rotation_signs_with_both_during_the_overlap,
         webhook_rotation::previous_secret_is_resealed_at_start,
         webhook_rotation::concurrent_rotations_form_one_chain,
+        webhook_update_dns::new_url_is_checked_like_registration,
         server::reflection_v1_and_v1alpha_list_the_services,
         server::health_is_serving,
         server::accepted_connections_have_nodelay,
