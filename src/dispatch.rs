@@ -216,6 +216,10 @@ impl Dispatcher {
             log_failure(job, &attempt);
             return finish(Some(attempt), Next::Failed, false).await;
         };
+        let signature = match self.previous_signature(job, timestamp) {
+            Some(previous) => format!("{signature} {previous}"),
+            None => signature,
+        };
         let started = Instant::now();
         let sent = self
             .client
@@ -280,6 +284,25 @@ impl Dispatcher {
             log_failure(job, &attempt);
         }
         finish(Some(attempt), next, disable).await
+    }
+
+    /// The signature with the secret a rotation replaced, while its overlap lasts, so
+    /// receivers not yet given the new secret still verify (Standard Webhooks lets
+    /// `webhook-signature` carry several space-separated signatures). One that cannot be
+    /// opened is left out: the current signature is there regardless.
+    fn previous_signature(&self, job: &Job, timestamp: i64) -> Option<String> {
+        let expires_at = job.previous_secret_expires_at?;
+        if Timestamp::now().0 >= expires_at {
+            return None;
+        }
+        let aad = crate::db::secrets::previous_aad(&job.endpoint_id);
+        match self.keys.open(job.previous_secret.as_deref()?, &aad) {
+            Ok(secret) => sign(&secret, &job.event_id, timestamp, &job.payload),
+            Err(e) => {
+                tracing::warn!(endpoint_id = %job.endpoint_id, error = %e, "previous webhook secret cannot be opened with this replica's keys");
+                None
+            }
+        }
     }
 }
 

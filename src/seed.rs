@@ -123,9 +123,15 @@ pub async fn seed_if_empty(db: &Db) -> anyhow::Result<Option<DemoSeed>> {
         .await
         .map_err(seed_error)?;
     let secret = ApiKeySecret::generate(Environment::Test);
-    db::api_keys::create(db, &store_id, Environment::Test, secret.hash())
-        .await
-        .map_err(seed_error)?;
+    db::api_keys::create(
+        db,
+        &store_id,
+        Environment::Test,
+        secret.hash(),
+        secret.prefix(),
+    )
+    .await
+    .map_err(seed_error)?;
     Ok(Some(DemoSeed {
         store_id: store.row.id,
         slug: DEMO_SLUG.into(),

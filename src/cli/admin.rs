@@ -17,7 +17,7 @@ fn env_pb(raw: &str) -> i32 {
 }
 
 /// A request as the auth layer would have passed it: with the platform credential.
-fn platform_request<T>(message: T) -> Request<T> {
+pub(super) fn platform_request<T>(message: T) -> Request<T> {
     let mut req = Request::new(message);
     req.extensions_mut().insert(Platform);
     req
@@ -25,7 +25,7 @@ fn platform_request<T>(message: T) -> Request<T> {
 
 /// Prints a response as canonical protobuf JSON (what grpcurl prints), or fails with the
 /// gRPC code and message.
-async fn print<M: prost::Message>(
+pub(super) async fn print<M: prost::Message>(
     type_name: &str,
     call: impl Future<Output = Result<Response<M>, Status>>,
 ) -> anyhow::Result<()> {
@@ -42,7 +42,7 @@ async fn print<M: prost::Message>(
     Ok(())
 }
 
-fn mask(paths: Vec<&str>) -> Option<prost_types::FieldMask> {
+pub(super) fn mask(paths: Vec<&str>) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.into_iter().map(str::to_owned).collect(),
     })
@@ -309,5 +309,6 @@ pub async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             )
             .await
         }
+        AdminOp::More(op) => super::admin_more::run(&admin, op).await,
     }
 }

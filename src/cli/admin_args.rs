@@ -144,6 +144,9 @@ pub enum AdminOp {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// The listing and management subcommands (`super::admin_more`).
+    #[command(flatten)]
+    More(super::admin_more::MoreOp),
 }
 
 fn parse_price(raw: &str) -> Result<pb::Price, String> {

@@ -4,6 +4,7 @@
 //! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
 mod admin;
 mod admin_args;
+mod admin_more;
 mod health;
 
 pub use admin::run_admin;

@@ -20,6 +20,9 @@ pub struct ApiKeyRow {
     pub secret_hash: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The key's first characters (`ApiKeySecret::prefix`); empty for keys made before
+    /// it was recorded.
+    pub secret_prefix: String,
 }
 
 impl ApiKeyRow {
@@ -34,6 +37,7 @@ pub async fn create(
     store_id: &StoreId,
     env: Environment,
     secret_hash: String,
+    secret_prefix: String,
 ) -> AppResult<Option<ApiKeyRow>> {
     let row = ApiKeyRow {
         id: ApiKeyId::generate().to_string(),
@@ -42,6 +46,7 @@ pub async fn create(
         secret_hash,
         created_at: Timestamp::now().0,
         revoked_at: None,
+        secret_prefix,
     };
     with_tx!(db, |conn| {
         if !store_exists!(conn, store_id.as_str()) {

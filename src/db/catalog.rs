@@ -87,6 +87,8 @@ pub struct CouponRow {
     pub minimum_amount: Option<i64>,
     pub redemptions: i32,
     pub created_at: i64,
+    /// False once deactivated (UpdateCoupon): CreateSession no longer finds the code.
+    pub active: bool,
 }
 
 /// Loads the view of a product: row plus activations. A fragment used by several queries.
@@ -347,6 +349,7 @@ pub async fn create_coupon(
         minimum_amount: new.minimum_amount.map(|m| m.get()),
         redemptions: 0,
         created_at: Timestamp::now().0,
+        active: true,
     };
     with_tx!(db, |conn| {
         if !store_exists!(conn, store_id.as_str()) {

@@ -145,7 +145,7 @@ macro_rules! store_exists {
 }
 
 /// Records a webhook event and one pending delivery job per active endpoint of its store
-/// and environment, in the caller's transaction (the transactional outbox).
+/// and environment subscribed to its type, in the caller's transaction (the transactional outbox).
 macro_rules! record_event {
     ($conn:ident, $event:expr) => {{
         use diesel::{
@@ -162,6 +162,15 @@ macro_rules! record_event {
             .filter(ep::store_id.eq(event.store_id.clone()))
             .filter(ep::environment.eq(event.environment.clone()))
             .filter(ep::disabled_at.is_null())
+            // Subscribed to this type: all types (empty), or the type in the list. Part of
+            // the one INSERT … SELECT, so the filter costs no round trip.
+            .filter(
+                ep::event_types.eq("").or(","
+                    .into_sql::<Text>()
+                    .concat(ep::event_types)
+                    .concat(",")
+                    .like(format!("%,{},%", event.event_type))),
+            )
             .select((
                 event.id.clone().into_sql::<Text>(),
                 ep::id,
@@ -187,6 +196,7 @@ macro_rules! record_event {
     }};
 }
 
+pub mod admin_lists;
 pub mod api_keys;
 pub mod catalog;
 pub mod connect;
@@ -197,6 +207,7 @@ pub mod secrets;
 pub mod session_create;
 pub mod sessions;
 pub mod stores;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 pub use connect::{Backend, Db, SqliteConn};

@@ -116,6 +116,9 @@ pub struct Job {
     pub url: String,
     pub secret: String,
     pub endpoint_disabled_at: Option<i64>,
+    /// The secret a rotation replaced (sealed) and until when it also signs.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 /// Claims up to `limit` due jobs until `lease_until`. On Postgres rows are taken with
@@ -172,6 +175,8 @@ pub async fn claim(db: &Db, now: Timestamp, lease_until: i64, limit: i64) -> App
                 webhook_endpoints::url,
                 webhook_endpoints::secret,
                 webhook_endpoints::disabled_at,
+                webhook_endpoints::previous_secret,
+                webhook_endpoints::previous_secret_expires_at,
             ))
             .load(conn)
             .await?;

@@ -8,6 +8,7 @@ diesel::table! {
         secret_hash -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        secret_prefix -> Text,
     }
 }
 
@@ -24,6 +25,7 @@ diesel::table! {
         minimum_amount -> Nullable<BigInt>,
         redemptions -> Integer,
         created_at -> BigInt,
+        active -> Bool,
     }
 }
 
@@ -192,6 +194,10 @@ diesel::table! {
         secret -> Text,
         created_at -> BigInt,
         disabled_at -> Nullable<BigInt>,
+        event_types -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
     }
 }
 

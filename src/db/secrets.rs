@@ -16,6 +16,8 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {
     pub webhook_secrets: usize,
+    /// Secrets replaced by a rotation: resealed while they still sign, erased after.
+    pub previous_webhook_secrets: usize,
     pub client_tokens: usize,
 }
 
@@ -24,12 +26,19 @@ pub fn endpoint_aad(endpoint_id: &str) -> String {
     format!("webhook_endpoints:{endpoint_id}")
 }
 
+/// The associated data of the secret a rotation replaced: its own, so the two sealed
+/// values of one row cannot be swapped.
+pub fn previous_aad(endpoint_id: &str) -> String {
+    format!("webhook_endpoints.previous_secret:{endpoint_id}")
+}
+
 /// Sessions whose token is changed per transaction: short write locks on a big table.
 const BATCH: i64 = 500;
 
 pub async fn reseal(db: &Db, keys: &Keyring) -> anyhow::Result<Resealed> {
     let done = Resealed {
         webhook_secrets: reseal_endpoints(db, keys).await?,
+        previous_webhook_secrets: super::webhook_endpoints::reseal_previous(db, keys).await?,
         client_tokens: hash_client_tokens(db).await?,
     };
     if done != Resealed::default() && matches!(db, Db::Sqlite { .. }) {
@@ -48,6 +57,8 @@ async fn reseal_endpoints(db: &Db, keys: &Keyring) -> anyhow::Result<usize> {
     let rows: Vec<(String, String)> = with_conn!(db, |conn| {
         webhook_endpoints::table
             .filter(webhook_endpoints::secret.not_like(&current))
+            // A deleted endpoint's secret is erased: nothing to open.
+            .filter(webhook_endpoints::deleted_at.is_null())
             .select((webhook_endpoints::id, webhook_endpoints::secret))
             .load(conn)
             .await?

@@ -321,6 +321,8 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
                 coupons::table
                     .filter(coupons::store_id.eq(store_id))
                     .filter(coupons::code.eq(code))
+                    // A deactivated coupon is refused like an unknown code.
+                    .filter(coupons::active.eq(true))
                     .select((
                         coupons::id,
                         coupons::percent_off,

@@ -28,6 +28,13 @@ pub struct EndpointRow {
     pub secret: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    /// Comma-separated event types; empty: every type (`crate::domain::webhook::EventTypes`).
+    pub event_types: String,
+    /// Sealed with `crate::db::secrets::previous_aad`; signs too until the expiry below.
+    #[serde(skip)]
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
@@ -64,6 +71,10 @@ pub async fn create_endpoint(
         secret: sealed_secret,
         created_at: Timestamp::now().0,
         disabled_at: None,
+        event_types: String::new(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        deleted_at: None,
     };
     with_tx!(db, |conn| {
         if !store_exists!(conn, store_id.as_str()) {

@@ -15,6 +15,7 @@ pub mod session_state;
 pub mod store;
 pub mod time;
 pub mod webhook;
+pub mod webhook_subscription;
 
 pub use environment::Environment;
 pub use invalid::{quoted, Invalid, Violations};

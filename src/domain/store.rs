@@ -153,6 +153,13 @@ impl ApiKeySecret {
     pub fn hash(&self) -> String {
         hash_secret(&self.0)
     }
+
+    /// What ListApiKeys shows to tell keys apart: `sk_test_` plus 4 of the 43 random
+    /// characters (about 24 of 256 bits), far too little to use or guess the key.
+    pub fn prefix(&self) -> String {
+        let env_part = self.0.len() - KEY_RANDOM_LEN;
+        self.0[..env_part + 4].to_owned()
+    }
 }
 
 /// Hex SHA-256, the stored form of a key.

@@ -1,10 +1,12 @@
 //! AdminService: provisioning with the platform credential. Thin: each handler parses the
 //! request into domain values, calls one query, and converts the result.
 use super::{
+    admin_lists,
     admin_pb::{
         api_key_to_pb, coupon_to_pb, decode_cursor, delivery_to_pb, encode_cursor, product_to_pb,
         store_to_pb, version_to_pb,
     },
+    admin_webhooks,
     auth::platform,
     convert::{self, id, mask_paths, required},
 };
@@ -36,15 +38,15 @@ pub struct Admin {
     pub auth_cache: std::sync::Arc<super::auth_cache::AuthCache>,
 }
 
-fn store_not_found() -> AppError {
+pub(super) fn store_not_found() -> AppError {
     AppError::NotFound("Store not found".into())
 }
 
-fn store_id(raw: &str) -> Result<StoreId, Invalid> {
+pub(super) fn store_id(raw: &str) -> Result<StoreId, Invalid> {
     id("store_id", raw, StoreId::parse)
 }
 
-type Reply<T> = Result<Response<T>, Status>;
+pub(super) type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl AdminService for Admin {
@@ -108,7 +110,7 @@ impl AdminService for Admin {
         let store = store_id(&r.store_id)?;
         let env = convert::environment("environment", r.environment)?;
         let secret = ApiKeySecret::generate(env);
-        let key = db::api_keys::create(&self.db, &store, env, secret.hash())
+        let key = db::api_keys::create(&self.db, &store, env, secret.hash(), secret.prefix())
             .await?
             .ok_or_else(store_not_found)?;
         Ok(Response::new(pb::CreateApiKeyResponse {
@@ -296,6 +298,68 @@ impl AdminService for Admin {
             deliveries: rows.into_iter().map(delivery_to_pb).collect(),
             next_page_token: next.as_ref().map(encode_cursor).unwrap_or_default(),
         }))
+    }
+
+    // The listing and management RPCs live in `admin_lists` and `admin_webhooks`.
+
+    async fn list_stores(
+        &self,
+        req: Request<pb::ListStoresRequest>,
+    ) -> Reply<pb::ListStoresResponse> {
+        admin_lists::list_stores(self, req).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<pb::ListApiKeysRequest>,
+    ) -> Reply<pb::ListApiKeysResponse> {
+        admin_lists::list_api_keys(self, req).await
+    }
+
+    async fn list_products(
+        &self,
+        req: Request<pb::ListProductsRequest>,
+    ) -> Reply<pb::ListProductsResponse> {
+        admin_lists::list_products(self, req).await
+    }
+
+    async fn list_coupons(
+        &self,
+        req: Request<pb::ListCouponsRequest>,
+    ) -> Reply<pb::ListCouponsResponse> {
+        admin_lists::list_coupons(self, req).await
+    }
+
+    async fn update_coupon(&self, req: Request<pb::UpdateCouponRequest>) -> Reply<pb::Coupon> {
+        admin_lists::update_coupon(self, req).await
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        req: Request<pb::ListWebhookEndpointsRequest>,
+    ) -> Reply<pb::ListWebhookEndpointsResponse> {
+        admin_webhooks::list(self, req).await
+    }
+
+    async fn update_webhook_endpoint(
+        &self,
+        req: Request<pb::UpdateWebhookEndpointRequest>,
+    ) -> Reply<pb::WebhookEndpoint> {
+        admin_webhooks::update(self, req).await
+    }
+
+    async fn delete_webhook_endpoint(
+        &self,
+        req: Request<pb::DeleteWebhookEndpointRequest>,
+    ) -> Reply<pb::WebhookEndpoint> {
+        admin_webhooks::delete(self, req).await
+    }
+
+    async fn rotate_webhook_endpoint_secret(
+        &self,
+        req: Request<pb::RotateWebhookEndpointSecretRequest>,
+    ) -> Reply<pb::RotateWebhookEndpointSecretResponse> {
+        admin_webhooks::rotate(self, req).await
     }
 }
 

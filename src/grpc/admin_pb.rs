@@ -27,6 +27,7 @@ pub fn api_key_to_pb(k: db::api_keys::ApiKeyRow) -> AppResult<pb::ApiKey> {
         store_id: k.store_id,
         created_at: Some(convert::timestamp(k.created_at)),
         revoked_at: convert::opt_timestamp(k.revoked_at),
+        secret_prefix: k.secret_prefix,
     })
 }
 
@@ -84,6 +85,7 @@ pub fn coupon_to_pb(c: catalog::CouponRow) -> pb::Coupon {
         max_redemptions: c.max_redemptions.unwrap_or(0),
         minimum_amount: c.minimum_amount.unwrap_or(0),
         created_at: Some(convert::timestamp(c.created_at)),
+        active: c.active,
     }
 }
 

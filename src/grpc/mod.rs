@@ -1,7 +1,9 @@
 //! The gRPC edge: one file per proto service with thin handlers, the auth layer, and the
 //! conversions between protobuf messages and domain values.
 pub mod admin;
+pub mod admin_lists;
 pub mod admin_pb;
+pub mod admin_webhooks;
 pub mod auth;
 pub mod auth_cache;
 pub mod auth_failures;

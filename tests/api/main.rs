@@ -3,6 +3,8 @@
 //! once more on PostgreSQL. A custom harness (libtest-mimic) lets it say plainly which
 //! backends ran.
 mod admin;
+mod admin_cli;
+mod admin_lists;
 mod auth;
 mod auth_limits;
 mod auth_replicas;
@@ -39,7 +41,10 @@ mod tooling;
 mod violations;
 mod watch;
 mod watch_scale;
+mod webhook_admin;
 mod webhook_dns;
+mod webhook_rotation;
+mod webhook_update_dns;
 mod webhooks;
 
 use checkout::db::Backend;
@@ -77,6 +82,17 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         catalog::coupon_round_trip,
         admin::webhook_endpoints,
         admin::cli_provisions_what_the_server_serves,
+        admin_lists::list_stores_pages_newest_first,
+        admin_lists::list_api_keys_never_shows_a_secret,
+        admin_lists::list_products_matches_get_product,
+        admin_lists::deactivated_coupon_is_refused,
+        admin_cli::cli_lists_and_manages,
+        webhook_admin::endpoint_list_update_delete,
+        webhook_admin::deliveries_follow_subscriptions,
+        webhook_admin::rotation_signs_with_both_during_the_overlap,
+        webhook_rotation::previous_secret_is_resealed_at_start,
+        webhook_rotation::concurrent_rotations_form_one_chain,
+        webhook_update_dns::new_url_is_checked_like_registration,
         server::reflection_v1_and_v1alpha_list_the_services,
         proto_docs::reflection_serves_comments_and_language_options,
         server::health_is_serving,

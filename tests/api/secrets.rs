@@ -42,7 +42,7 @@ async fn refused(db: &TestDb, opts: &Options) -> String {
     }
 }
 
-fn key_id(key: &str) -> String {
+pub(crate) fn key_id(key: &str) -> String {
     checkout::secrets::Key::parse(key, "key")
         .unwrap()
         .id()
