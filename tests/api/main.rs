@@ -8,6 +8,7 @@ mod admin_lists;
 mod auth;
 mod auth_limits;
 mod auth_replicas;
+mod browser;
 mod catalog;
 mod connections;
 mod create_errors;
@@ -182,6 +183,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         grpc_web::storefront_calls_over_grpc_web,
         grpc_web::watch_streams_over_grpc_web,
         grpc_web::secret_keys_are_refused_from_browsers,
+        browser::storefront_page_in_chromium,
         tooling::admin_cli_is_described_and_works_as_documented,
         tooling::banner_commands_run_as_printed,
         logs::every_rpc_is_logged_with_its_request_id,

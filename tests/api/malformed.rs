@@ -145,8 +145,8 @@ pub async fn framing_and_content_type_errors(ctx: Ctx) {
     let reply = raw.call(get, &headers, frame(1, &valid)).await;
     assert_eq!(reply.code, Some(Code::Unimplemented as i32), "{reply:?}");
 
-    // Not gRPC at all: HTTP 415 with INVALID_ARGUMENT, as grpc-go answers. (gRPC-Web is
-    // served: tests/api/grpc_web.rs.)
+    // Not gRPC at all: HTTP 415 with INVALID_ARGUMENT, as grpc-go answers.
+    // (application/grpc-web is gRPC-Web since SPEC §12, not "not gRPC": see below.)
     for content_type in ["application/json", "text/plain"] {
         let mut headers = vec![("content-type", content_type), ("te", "trailers")];
         headers.extend_from_slice(&base);
@@ -167,6 +167,22 @@ pub async fn framing_and_content_type_errors(ctx: Ctx) {
             "{content_type}"
         );
     }
+    // gRPC-Web reads the same body as frames, like gRPC: its first byte (`{`) is no valid
+    // compression flag, the same fixed INTERNAL framing error as over gRPC.
+    let mut headers = vec![("content-type", "application/grpc-web")];
+    headers.extend_from_slice(&base);
+    let reply = raw
+        .call_exact(
+            get,
+            &headers,
+            Bytes::from_static(b"{\"sessionId\":\"cs_x\"}"),
+        )
+        .await;
+    assert_eq!(reply.code, Some(Code::Internal as i32), "{reply:?}");
+    assert!(
+        reply.message.contains("invalid compression flag"),
+        "{reply:?}"
+    );
     // application/grpc+proto is gRPC too.
     let mut headers = vec![
         ("content-type", "application/grpc+proto"),
