@@ -190,6 +190,7 @@ macro_rules! record_event {
 pub mod api_keys;
 pub mod catalog;
 pub mod connect;
+pub mod feed;
 pub mod lifecycle;
 pub mod outbox;
 pub mod schema;
