@@ -155,6 +155,7 @@ impl Application {
             hub.clone(),
             metrics.clone(),
             Duration::from_secs(cfg.idempotency_retention_hours * 3600),
+            Duration::from_secs(cfg.event_retention_days * 86_400),
             stopping.clone(),
         )];
         if let Some(listener) = self.metrics_listener {

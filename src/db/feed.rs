@@ -58,7 +58,10 @@ pub async fn head(db: &Db, store: &StoreId, env: Environment) -> AppResult<Head>
     with_conn!(db, |conn| {
         let row: Option<(i64, i64)> = event_counters::table
             .find((store.as_str(), env.as_str()))
-            .select((event_counters::last_position, event_counters::purged_through))
+            .select((
+                event_counters::last_position,
+                event_counters::purged_through,
+            ))
             .first(conn)
             .await
             .optional()?;
@@ -73,18 +76,20 @@ pub async fn head(db: &Db, store: &StoreId, env: Environment) -> AppResult<Head>
 
 type PageRow = (i64, String, i64, SessionRow);
 
-/// Up to `limit` events after `after`, in position order, of the given kinds (all if
-/// empty). The events are read by primary key range; the head is read after them, so a
-/// purge that ran in between is seen (and answered `Expired`) rather than skipped over.
+/// Up to `limit` events after `after` (`None`: from the oldest retained), in position
+/// order, of the given kinds (all if empty). The events are read by primary key range; the
+/// head is read after them, so a purge that ran in between is seen (and answered
+/// `Expired`) rather than skipped over.
 pub async fn read_after(
     db: &Db,
     store: &StoreId,
     env: Environment,
-    after: i64,
+    start: Option<i64>,
     kinds: &[EventKind],
     limit: i64,
 ) -> AppResult<Read> {
     let types: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let after = start.unwrap_or(0);
     let (rows, head, mut lines) = with_conn!(db, |conn| {
         let mut q = feed_events::table
             .inner_join(sessions::table)
@@ -106,7 +111,10 @@ pub async fn read_after(
         let rows: Vec<PageRow> = q.load(conn).await?;
         let head: Option<(i64, i64)> = event_counters::table
             .find((store.as_str(), env.as_str()))
-            .select((event_counters::last_position, event_counters::purged_through))
+            .select((
+                event_counters::last_position,
+                event_counters::purged_through,
+            ))
             .first(conn)
             .await
             .optional()?;
@@ -118,7 +126,7 @@ pub async fn read_after(
     if after > last {
         return Ok(Read::Unknown);
     }
-    if after < purged_through {
+    if start.is_some() && after < purged_through {
         return Ok(Read::Expired);
     }
     let mut events = Vec::with_capacity(rows.len());

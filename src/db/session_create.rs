@@ -370,7 +370,8 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
         // returning the refusal rolls back the rows written next to it. The feed event is
         // the last statement before COMMIT (db::feed), except for a free order, which
         // writes its order first and records both of its events after it.
-        let mut feed = FeedBatch::new(store_id, env, create.now.0).with(EventKind::Created, &session_id);
+        let mut feed =
+            FeedBatch::new(store_id, env, create.now.0).with(EventKind::Created, &session_id);
         let free = session.order_id.is_some();
         let (reserved, _, _, _) = pipeline!(c => [
             optional(plan.coupon_id.as_ref().map(|id| {

@@ -47,7 +47,10 @@ pub const CURSOR_EXPIRED_REASON: &str = "CURSOR_EXPIRED";
 
 /// The position after which a reader continues; 0 is "before the first event".
 pub fn encode_cursor(store: &StoreId, env: Environment, position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{VERSION}:{store}:{env}:{position}", store = store.as_str()))
+    URL_SAFE_NO_PAD.encode(format!(
+        "{VERSION}:{store}:{env}:{position}",
+        store = store.as_str()
+    ))
 }
 
 /// The position a client's cursor names in the caller's feed; `None` for an empty cursor.
@@ -66,7 +69,8 @@ pub fn decode_cursor(
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     // Store ids never contain ':'; splitting from the right keeps this true even if one did.
     let mut parts = text.rsplitn(3, ':');
-    let (Some(position), Some(environment), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    let (Some(position), Some(environment), Some(rest)) =
+        (parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid());
     };

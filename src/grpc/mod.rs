@@ -7,6 +7,7 @@ pub mod auth_cache;
 pub mod checkout;
 pub mod codec;
 pub mod convert;
+pub mod feed;
 pub mod hosted;
 pub mod page_token;
 pub mod rate_limit;

@@ -176,6 +176,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         max_decoding_message_bytes: 256 * 1024,
         max_concurrent_streams: 1024,
         idempotency_retention_hours: 72,
+        event_retention_days: 30,
         webhooks: checkout::dispatch::DispatchConfig {
             webhook_dispatcher: opts.webhook_dispatcher,
             webhook_poll_ms: 50,

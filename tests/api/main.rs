@@ -9,6 +9,8 @@ mod catalog;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
+mod events;
+mod events_live;
 mod exposition;
 mod fixtures;
 mod helpers;
@@ -150,8 +152,16 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         logs::every_rpc_is_logged_with_its_request_id,
         logs::webhook_failures_warn_and_pipes_get_no_colour,
         logs::spans_show_server_faults,
+        events::every_transition_is_one_event,
+        events::feeds_are_isolated,
+        events::list_filters_and_pages,
+        events::cursor_expires_with_retention,
+        events_live::watch_replays_then_continues_live,
+        events_live::slow_consumer_gets_everything,
+        events_live::concurrent_writers_and_resuming_consumers,
     ];
     all.extend(auth_replicas::postgres_only());
+    all.extend(events_live::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
     all
