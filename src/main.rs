@@ -1,5 +1,5 @@
 use checkout::{
-    cli::{run_admin, Cli, Command},
+    cli::{run_admin, run_events, Cli, Command},
     config::ServeConfig,
     startup::{shutdown_signal, Application},
     telemetry,
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
             })
         }
         Command::Admin(args) => run_admin(args).await,
+        Command::Events(args) => run_events(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,14 @@
-//! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`.
+//! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`,
+//! `checkout events tail …`.
 //! Admin commands run the AdminService handlers in-process against the database, so they
 //! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
 mod admin;
 mod admin_args;
+mod events;
 
 pub use admin::run_admin;
 pub use admin_args::AdminOp;
+pub use events::{run_events, EventsArgs, EventsOp};
 
 use crate::config::{DbConfig, ServeConfig};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +36,8 @@ pub enum Command {
     Migrate(DbConfig),
     /// Provision stores, keys, catalog and webhooks (AdminService, run in-process).
     Admin(AdminArgs),
+    /// Read a store's event feed (`checkout events tail`), straight from the database.
+    Events(EventsArgs),
 }
 
 #[derive(Args, Debug)]

@@ -166,10 +166,12 @@ type Reply<T> = Result<Response<T>, GrpcStatus>;
 impl Checkout {
     /// The caller's event feed (the auth layer already refused a store slug).
     fn feed<T>(&self, req: &Request<T>) -> AppResult<Feed> {
+        let caller = merchant(req)?;
         Ok(Feed {
             db: self.db.clone(),
             view: self.view.clone(),
-            caller: merchant(req)?.clone(),
+            store_id: caller.store_id.clone(),
+            environment: caller.environment,
         })
     }
 }

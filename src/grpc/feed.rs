@@ -7,7 +7,6 @@
 //! none skipped. The stream holds at most one page; a slow consumer is simply read for
 //! later, from the database, and costs the server no more memory than a fast one.
 use super::{
-    auth::Merchant,
     convert,
     session_pb::{Audience, SessionView},
 };
@@ -21,8 +20,9 @@ use crate::{
             decode_cursor, encode_cursor, EventKind, CURSOR_EXPIRED, CURSOR_EXPIRED_REASON,
             INVALID_CURSOR,
         },
+        ids::StoreId,
         time::Timestamp,
-        Invalid,
+        Environment, Invalid,
     },
     error::{AppError, AppResult},
     feed::{FeedHub, FeedSubscription},
@@ -84,18 +84,19 @@ fn expired() -> AppError {
     }
 }
 
-/// The caller's feed and how its events are shown.
+/// One store's and environment's feed (the caller's) and how its events are shown.
 pub struct Feed {
     pub db: Db,
     pub view: Arc<SessionView>,
-    pub caller: Merchant,
+    pub store_id: StoreId,
+    pub environment: Environment,
 }
 
 impl Feed {
     fn event(&self, e: FeedEvent) -> AppResult<pb::Event> {
         let occurred_at = Timestamp(e.occurred_at);
         Ok(pb::Event {
-            cursor: encode_cursor(&self.caller.store_id, self.caller.environment, e.position),
+            cursor: encode_cursor(&self.store_id, self.environment, e.position),
             r#type: type_to_pb(e.kind) as i32,
             session_id: e.stored.session.id.clone(),
             occurred_at: Some(convert::timestamp(e.occurred_at)),
@@ -111,22 +112,24 @@ impl Feed {
         kinds: &[EventKind],
         limit: i64,
     ) -> AppResult<Vec<FeedEvent>> {
-        let c = &self.caller;
-        match feed::read_after(&self.db, &c.store_id, c.environment, after, kinds, limit).await? {
+        let (store, env) = (&self.store_id, self.environment);
+        match feed::read_after(&self.db, store, env, after, kinds, limit).await? {
             Read::Events(events) => Ok(events),
             Read::Unknown => Err(Invalid::field("after_cursor", INVALID_CURSOR).into()),
             Read::Expired => Err(expired()),
         }
     }
 
-    fn position(&self, cursor: &str) -> AppResult<Option<i64>> {
-        let c = &self.caller;
-        Ok(decode_cursor(
-            "after_cursor",
-            cursor,
-            &c.store_id,
-            c.environment,
-        )?)
+    /// The position a client's cursor names in this feed (`None`: empty cursor).
+    pub fn position(&self, cursor: &str) -> AppResult<Option<i64>> {
+        let (store, env) = (&self.store_id, self.environment);
+        Ok(decode_cursor("after_cursor", cursor, store, env)?)
+    }
+
+    /// Up to `limit` events after `after` (`None`: from the oldest retained), as sent.
+    pub async fn page(&self, after: Option<i64>, limit: i64) -> AppResult<Vec<pb::Event>> {
+        let events = self.read(after, &[], limit).await?;
+        events.into_iter().map(|e| self.event(e)).collect()
     }
 
     pub async fn list(&self, r: pb::ListEventsRequest) -> AppResult<pb::ListEventsResponse> {
@@ -135,7 +138,7 @@ impl Feed {
         let after = self.position(&r.after_cursor)?;
         let events = self.read(after, &kinds, size).await?;
         let next_cursor = match events.last() {
-            Some(e) => encode_cursor(&self.caller.store_id, self.caller.environment, e.position),
+            Some(e) => encode_cursor(&self.store_id, self.environment, e.position),
             None => r.after_cursor,
         };
         let events = events
@@ -157,9 +160,8 @@ impl Feed {
         shutdown: watch::Receiver<bool>,
     ) -> AppResult<EventStream> {
         let kinds = kinds("types", &r.types)?;
-        let c = &self.caller;
         // Subscribed before the first read: a commit after it wakes the stream.
-        let mut subscription = hub.subscribe(c.store_id.as_str(), c.environment.as_str());
+        let mut subscription = hub.subscribe(self.store_id.as_str(), self.environment.as_str());
         subscription.seen();
         let mut state = Watch {
             last: 0,
@@ -172,10 +174,8 @@ impl Feed {
         match state.feed.position(&r.after_cursor)? {
             // "Now": the last committed position; anything committing later is after it.
             None => {
-                let c = &state.feed.caller;
-                state.last = feed::head(&state.feed.db, &c.store_id, c.environment)
-                    .await?
-                    .last;
+                let f = &state.feed;
+                state.last = feed::head(&f.db, &f.store_id, f.environment).await?.last;
             }
             Some(after) => {
                 state.last = after;

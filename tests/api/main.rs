@@ -10,6 +10,7 @@ mod create_errors;
 mod create_rules;
 mod echo_bounds;
 mod events;
+mod events_cli;
 mod events_live;
 mod exposition;
 mod fixtures;
@@ -159,6 +160,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         events_live::watch_replays_then_continues_live,
         events_live::slow_consumer_gets_everything,
         events_live::concurrent_writers_and_resuming_consumers,
+        events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(events_live::postgres_only());
