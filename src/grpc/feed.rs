@@ -188,6 +188,11 @@ impl Feed {
     }
 }
 
+/// Streams end with this on shutdown, as WatchSession's do: the client resumes elsewhere.
+fn shutting_down() -> GrpcStatus {
+    GrpcStatus::unavailable("server is shutting down; watch again to reach another replica")
+}
+
 struct Watch {
     feed: Feed,
     /// The position of the last event read (sent, or held in `buffer`).
@@ -227,7 +232,7 @@ impl Watch {
                 };
             }
             if *self.shutdown.borrow() {
-                return None;
+                return Some((Err(shutting_down()), None));
             }
             match self.fill().await {
                 Ok(true) => continue,
@@ -238,7 +243,9 @@ impl Watch {
             tokio::select! {
                 _ = self.subscription.woken() => {}
                 _ = tokio::time::sleep(SAFETY_POLL) => {}
-                _ = self.shutdown.changed() => return None,
+                _ = self.shutdown.wait_for(|stopping| *stopping) => {
+                    return Some((Err(shutting_down()), None));
+                }
             }
         }
     }

@@ -242,3 +242,19 @@ async fn watch_survives_listener_kill_and_replica_loss(ctx: Ctx) {
     let fourth = created(&b, &c, paid(&c)).await;
     assert_eq!(next_event(&mut resumed).await.session_id, fourth.id);
 }
+
+/// On shutdown a WatchEvents stream ends with UNAVAILABLE, promptly: the consumer resumes
+/// from its last cursor on another replica.
+pub async fn watch_ends_unavailable_on_shutdown(ctx: Ctx) {
+    let app = TestApp::spawn(&ctx).await;
+    let c = catalog(&app).await;
+    let mut stream = watch(&app, &c.shop.test_key, "", &[]).await.unwrap();
+    let s = created(&app, &c, paid(&c)).await;
+    assert_eq!(next_event(&mut stream).await.session_id, s.id);
+    let stopping = tokio::spawn(app.stop(Duration::from_secs(10)));
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream ends within 10 s");
+    assert_eq!(end.unwrap_err().code(), tonic::Code::Unavailable);
+    stopping.await.unwrap();
+}

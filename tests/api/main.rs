@@ -160,6 +160,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         events_live::watch_replays_then_continues_live,
         events_live::slow_consumer_gets_everything,
         events_live::concurrent_writers_and_resuming_consumers,
+        events_live::watch_ends_unavailable_on_shutdown,
         events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());
