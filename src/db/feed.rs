@@ -91,6 +91,8 @@ pub async fn read_after(
     let types: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     let after = start.unwrap_or(0);
     let (rows, head, mut lines) = with_conn!(db, |conn| {
+        // An inner join: sessions are never deleted, so every event has its session. (A
+        // future session purge must purge their events first, or this would skip them.)
         let mut q = feed_events::table
             .inner_join(sessions::table)
             .filter(feed_events::store_id.eq(store.as_str()))
