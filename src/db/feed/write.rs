@@ -44,35 +44,79 @@ pub(super) struct Deleted {
 }
 
 /// PostgreSQL: the counter's increment and the events' insert are one statement (a
-/// data-modifying CTE), so a batch costs nothing more than its place in a pipeline.
-const PG_RECORD: &str = "\
-WITH c AS ( \
-    INSERT INTO event_counters AS c (store_id, environment, last_position, purged_through) \
-    VALUES ($1, $2, $3, 0) \
-    ON CONFLICT (store_id, environment) \
-    DO UPDATE SET last_position = c.last_position + EXCLUDED.last_position \
-    RETURNING last_position) \
-INSERT INTO feed_events (store_id, environment, position, event_type, session_id, occurred_at) \
-SELECT $1, $2, c.last_position - $3 + e.n, e.t, e.s, $4 \
-FROM c, unnest($5::text[], $6::text[]) WITH ORDINALITY AS e(t, s, n)";
+/// data-modifying CTE), so a batch costs nothing more than its place in a pipeline. It is
+/// its own query type rather than `sql_query`, whose statements are never cached: each
+/// would be prepared anew, one more round trip per transaction. Its text never changes
+/// (the events travel as two arrays), so the prepared statement is cached per connection.
+pub struct PgRecord {
+    store_id: String,
+    environment: String,
+    n: i64,
+    occurred_at: i64,
+    types: Vec<String>,
+    ids: Vec<String>,
+}
 
-/// The PostgreSQL statement for a batch (a macro: its type is long and backend-specific).
-macro_rules! pg_record {
-    ($batch:expr) => {{
-        let batch: &FeedBatch = $batch;
-        let (types, ids): (Vec<String>, Vec<String>) = batch
+impl PgRecord {
+    fn new(batch: &FeedBatch) -> Self {
+        let (types, ids) = batch
             .events
             .iter()
             .map(|(t, s)| ((*t).to_owned(), s.clone()))
             .unzip();
-        diesel::sql_query(PG_RECORD)
-            .bind::<Text, _>(batch.store_id.clone())
-            .bind::<Text, _>(batch.environment.clone())
-            .bind::<BigInt, _>(batch.events.len() as i64)
-            .bind::<BigInt, _>(batch.occurred_at)
-            .bind::<Array<Text>, _>(types)
-            .bind::<Array<Text>, _>(ids)
-    }};
+        PgRecord {
+            store_id: batch.store_id.clone(),
+            environment: batch.environment.clone(),
+            n: batch.events.len() as i64,
+            occurred_at: batch.occurred_at,
+            types,
+            ids,
+        }
+    }
+}
+
+impl diesel::query_builder::QueryId for PgRecord {
+    type QueryId = PgRecord;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgRecord {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(
+            "WITH c AS (INSERT INTO event_counters AS c \
+             (store_id, environment, last_position, purged_through) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&self.store_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.environment)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.n)?;
+        out.push_sql(
+            ", 0) ON CONFLICT (store_id, environment) \
+             DO UPDATE SET last_position = c.last_position + EXCLUDED.last_position \
+             RETURNING last_position) \
+             INSERT INTO feed_events \
+             (store_id, environment, position, event_type, session_id, occurred_at) \
+             SELECT c2.store_id, c2.environment, c.last_position - c2.n + e.n, e.t, e.s, c2.at \
+             FROM c, (SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&self.store_id)?;
+        out.push_sql(" AS store_id, ");
+        out.push_bind_param::<Text, _>(&self.environment)?;
+        out.push_sql(" AS environment, ");
+        out.push_bind_param::<BigInt, _>(&self.n)?;
+        out.push_sql(" AS n, ");
+        out.push_bind_param::<BigInt, _>(&self.occurred_at)?;
+        out.push_sql(" AS at) c2, unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql(") WITH ORDINALITY AS e(t, s, n)");
+        Ok(())
+    }
 }
 
 type Recorded<'a> = futures_util::future::BoxFuture<'a, diesel::QueryResult<usize>>;
@@ -90,7 +134,7 @@ impl<'c> RecordFeed for &'c mut diesel_async::AsyncPgConnection {
         if batch.events.is_empty() {
             return Box::pin(std::future::ready(Ok(0)));
         }
-        let stmt = pg_record!(batch);
+        let stmt = PgRecord::new(batch);
         Box::pin(diesel_async::RunQueryDsl::execute(stmt, self))
     }
 }
@@ -102,7 +146,7 @@ impl<'a> RecordFeed for &mut &'a diesel_async::AsyncPgConnection {
             return Box::pin(std::future::ready(Ok(0)));
         }
         let mut shared = *self; // copies the shared reference, which lives for 'a
-        let stmt = pg_record!(batch);
+        let stmt = PgRecord::new(batch);
         Box::pin(async move { diesel_async::RunQueryDsl::execute(stmt, &mut shared).await })
     }
 }
