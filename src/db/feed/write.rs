@@ -104,17 +104,17 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgRecord {
              FROM c, (SELECT ",
         );
         out.push_bind_param::<Text, _>(&self.store_id)?;
-        out.push_sql(" AS store_id, ");
+        out.push_sql("::text AS store_id, ");
         out.push_bind_param::<Text, _>(&self.environment)?;
-        out.push_sql(" AS environment, ");
+        out.push_sql("::text AS environment, ");
         out.push_bind_param::<BigInt, _>(&self.n)?;
-        out.push_sql(" AS n, ");
+        out.push_sql("::bigint AS n, ");
         out.push_bind_param::<BigInt, _>(&self.occurred_at)?;
-        out.push_sql(" AS at) c2, unnest(");
+        out.push_sql("::bigint AS at) c2, unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.types)?;
-        out.push_sql(", ");
+        out.push_sql("::text[], ");
         out.push_bind_param::<Array<Text>, _>(&self.ids)?;
-        out.push_sql(") WITH ORDINALITY AS e(t, s, n)");
+        out.push_sql("::text[]) WITH ORDINALITY AS e(t, s, n)");
         Ok(())
     }
 }
