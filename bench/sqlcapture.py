@@ -190,6 +190,9 @@ def pgbench_script(name, stmts, groups):
         if p["kind"] == "null":
             return "NULL"
         if p["kind"] == "var":
+            # A varying array (the event feed's session ids) stays an array literal.
+            if not p["int"] and p["value"].startswith("{") and p["value"].endswith("}"):
+                return "('{' || :" + p["name"] + " || '}')"
             return ":" + p["name"]
         v = p["value"]
         if "\n" in v or "\r" in v:

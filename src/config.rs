@@ -36,7 +36,7 @@ impl DbConfig {
 /// `CHECKOUT_PLATFORM_TOKEN`, `CHECKOUT_HOSTED_URL_TEMPLATE`, `CHECKOUT_DEMO_SEED`,
 /// `CHECKOUT_WEBHOOK_ALLOW_PRIVATE_TARGETS`, `CHECKOUT_SHUTDOWN_GRACE_SECONDS`,
 /// `CHECKOUT_MAX_DECODING_MESSAGE_BYTES`, `CHECKOUT_MAX_CONCURRENT_STREAMS`,
-/// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, those of
+/// `CHECKOUT_IDEMPOTENCY_RETENTION_HOURS`, `CHECKOUT_EVENT_RETENTION_DAYS`, those of
 /// [`crate::dispatch::DispatchConfig`], [`crate::secrets::SecretsConfig`], [`LimitsConfig`],
 /// [`ConnConfig`], [`crate::health::HealthConfig`], [`LogConfig`] and [`TlsConfig`].
 #[derive(clap::Args, Debug, Clone)]
@@ -86,6 +86,15 @@ pub struct ServeConfig {
     /// allowed for its slug calls anyway (gRPC-Web, SPEC §12).
     #[arg(long, env = "CHECKOUT_CORS_ORIGINS", value_delimiter = ',', num_args = 0..)]
     pub cors_origins: Vec<String>,
+    /// Days the event feed keeps an event (SPEC §11) before the sweeper purges it; a
+    /// cursor older than that gets FAILED_PRECONDITION `Cursor expired`.
+    #[arg(
+        long,
+        env = "CHECKOUT_EVENT_RETENTION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub event_retention_days: u64,
     #[command(flatten)]
     pub webhooks: crate::dispatch::DispatchConfig,
     #[command(flatten)]

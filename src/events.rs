@@ -92,6 +92,8 @@ pub struct Hub {
     sessions: Mutex<HashMap<String, Arc<Entry>>>,
     /// Woken on every session change: an ending may have put a webhook in the outbox.
     pub outbox: Arc<Notify>,
+    /// Event feed watchers (src/feed.rs), woken by the same changes.
+    pub feed: Arc<crate::feed::FeedHub>,
 }
 
 /// A watcher's interest in one session; dropping it unsubscribes.
@@ -158,6 +160,7 @@ impl Hub {
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             sessions: Mutex::default(),
             outbox: Arc::default(),
+            feed: Arc::default(),
         })
     }
 
@@ -206,6 +209,7 @@ impl Hub {
 
     /// Every entry re-reads: after the listener reconnected, anything may have changed.
     pub fn notify_all(&self) {
+        self.feed.wake_all();
         for entry in self.sessions.lock().expect("hub lock").values() {
             entry.stale.notify_one();
         }

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod grpc;
 pub mod health;
 pub mod listener;

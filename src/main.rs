@@ -1,5 +1,5 @@
 use checkout::{
-    cli::{run_admin, run_health, Cli, Command},
+    cli::{run_admin, run_events, run_health, Cli, Command},
     config::ServeConfig,
     startup::{shutdown_signal, Application},
     telemetry,
@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         Command::Admin(args) => run_admin(args).await,
         // Its own exit codes (grpc_health_probe's), not the generic failure.
         Command::Health(args) => return run_health(args).await,
+        Command::Events(args) => run_events(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

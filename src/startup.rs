@@ -170,6 +170,7 @@ impl Application {
             hub.clone(),
             metrics.clone(),
             Duration::from_secs(cfg.idempotency_retention_hours * 3600),
+            Duration::from_secs(cfg.event_retention_days * 86_400),
             stopping.clone(),
         )];
         let probe_every = Duration::from_millis(cfg.health.health_probe_ms);

@@ -28,6 +28,7 @@ pub fn spawn_sweeper(
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     idempotency_retention: Duration,
+    event_retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -53,6 +54,7 @@ pub fn spawn_sweeper(
                             metrics.session_ended("expired");
                         }
                         if !ids.is_empty() {
+                            hub.feed.wake_all(); // one wake-up per sweep, for its stores
                             tracing::info!(count = ids.len(), "expired sessions");
                         }
                         if (ids.len() as i64) < SWEEP_BATCH {
@@ -72,6 +74,7 @@ pub fn spawn_sweeper(
             if reachable && last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = std::time::Instant::now();
                 purge_idempotency_keys(&db, idempotency_retention, &mut shutdown).await;
+                purge_feed_events(&db, event_retention, &mut shutdown).await;
             }
         }
     })
@@ -106,9 +109,35 @@ async fn purge_idempotency_keys(
     }
 }
 
+/// Deletes feed events older than the retention, batch by batch (db::feed::purge).
+async fn purge_feed_events(db: &Db, retention: Duration, shutdown: &mut watch::Receiver<bool>) {
+    let cutoff = Timestamp::now().0 - retention.as_micros() as i64;
+    loop {
+        let purge = crate::db::feed::purge(db, cutoff, PURGE_BATCH)
+            .instrument(tracing::debug_span!("sweeper.purge_feed_events"))
+            .await;
+        match purge {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(count = n, "purged feed events past their retention");
+                }
+                if (n as i64) < PURGE_BATCH || *shutdown.borrow() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "feed event purge failed; retrying");
+                return;
+            }
+        }
+    }
+}
+
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";
 /// A key or store changed: replicas drop their cached credentials (grpc::auth_cache).
 pub const AUTH_CHANGES_CHANNEL: &str = "checkout_auth_changes";
+/// An event feed grew; the payload is `<store id> <environment>` (src/feed.rs).
+pub const FEED_CHANNEL: &str = "checkout_feed";
 /// The listener's connection is findable (and killable, in tests) by this name.
 pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
 
@@ -156,7 +185,8 @@ async fn listen(
     };
     let listen = format!(
         "SET application_name = '{LISTENER_APPLICATION_NAME}'; \
-         LISTEN {SESSION_EVENTS_CHANNEL}; LISTEN {AUTH_CHANGES_CHANNEL}"
+         LISTEN {SESSION_EVENTS_CHANNEL}; LISTEN {AUTH_CHANGES_CHANNEL}; \
+         LISTEN {FEED_CHANNEL}"
     );
     tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute(&listen)).await??;
     tracing::info!("listening for session events");
@@ -172,6 +202,11 @@ async fn listen(
                 tokio::select! {
                     event = events.next() => match event {
                         Some(Ok(n)) if n.channel == AUTH_CHANGES_CHANNEL => auth.clear(),
+                        Some(Ok(n)) if n.channel == FEED_CHANNEL => {
+                            if let Some((store, env)) = n.payload.split_once(' ') {
+                                hub.feed.wake(store, env);
+                            }
+                        }
                         Some(Ok(n)) => hub.notify(&n.payload),
                         Some(Err(e)) => return Err(e.into()),
                         None => anyhow::bail!("notification stream ended"),

@@ -131,6 +131,22 @@ impl CheckoutService for Ceiling {
     async fn expire_session(&self, _req: Request<pb::ExpireSessionRequest>) -> Reply<pb::Session> {
         Err(outside_the_ceiling())
     }
+
+    async fn list_events(
+        &self,
+        _req: Request<pb::ListEventsRequest>,
+    ) -> Reply<pb::ListEventsResponse> {
+        Err(outside_the_ceiling())
+    }
+
+    type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        _req: Request<pb::WatchEventsRequest>,
+    ) -> Reply<Self::WatchEventsStream> {
+        Err(outside_the_ceiling())
+    }
 }
 
 /// SIGTERM or ctrl-c.

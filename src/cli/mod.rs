@@ -1,14 +1,16 @@
 //! The command line: `checkout [serve]`, `checkout migrate`, `checkout admin …`,
-//! `checkout health`.
+//! `checkout health`, `checkout events tail …`.
 //! Admin commands run the AdminService handlers in-process against the database, so they
 //! share every rule and message with the gRPC API, and print the same JSON grpcurl would.
 mod admin;
 mod admin_args;
 mod admin_more;
+mod events;
 mod health;
 
 pub use admin::run_admin;
 pub use admin_args::AdminOp;
+pub use events::{run_events, EventsArgs, EventsOp};
 pub use health::{run_health, HealthArgs};
 
 use crate::config::{DbConfig, ServeConfig};
@@ -41,6 +43,8 @@ pub enum Command {
     Admin(AdminArgs),
     /// Probe a running server's gRPC health (exit 0 only when SERVING): for HEALTHCHECKs.
     Health(HealthArgs),
+    /// Read a store's event feed (`checkout events tail`), straight from the database.
+    Events(EventsArgs),
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 //! Ending a session other than by payment releases its coupon reservation in the same
 //! transaction.
 use super::{
+    feed::{FeedBatch, RecordFeed},
     outbox,
     schema::{coupons, orders, sessions},
     sessions::SessionRow,
@@ -11,6 +12,7 @@ use super::{
 };
 use crate::{
     domain::{
+        feed::EventKind,
         ids::OrderId,
         ids::SessionId,
         session_state::{Status, ENDING_MARGIN_MICROS},
@@ -95,6 +97,10 @@ pub async fn complete(
             conn,
             &outbox::event(outbox::ORDER_COMPLETED, &s, &lines, now)?
         );
+        // Last before COMMIT (db::feed).
+        let feed = FeedBatch::new(&s.store_id, &s.environment, now.0);
+        conn.record_feed(&feed.with(EventKind::Completed, &s.id))
+            .await?;
         Ok(Some(s))
     })
 }
@@ -161,6 +167,14 @@ pub async fn end(db: &Db, id: &SessionId, to: Status, until: Until) -> AppResult
                 &outbox::event(outbox::SESSION_EXPIRED, &s, &lines, now)?
             );
         }
+        // Last before COMMIT (db::feed).
+        let kind = if to == Status::Expired {
+            EventKind::Expired
+        } else {
+            EventKind::Cancelled
+        };
+        let feed = FeedBatch::new(&s.store_id, &s.environment, now.0);
+        conn.record_feed(&feed.with(kind, &s.id)).await?;
         Ok(true)
     })
 }
@@ -205,6 +219,19 @@ pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec
                 conn,
                 &outbox::event(outbox::SESSION_EXPIRED, s, &lines, now)?
             );
+        }
+        // Last before COMMIT, one statement per feed, in (store, environment) order so
+        // that sweepers of several replicas take the counters in one order (db::feed).
+        let mut feeds: BTreeMap<(&str, &str), FeedBatch> = BTreeMap::new();
+        for s in &expired {
+            feeds
+                .entry((s.store_id.as_str(), s.environment.as_str()))
+                .or_insert_with(|| FeedBatch::new(&s.store_id, &s.environment, now.0))
+                .events
+                .push((EventKind::Expired.as_str(), s.id.clone()));
+        }
+        for feed in feeds.values() {
+            conn.record_feed(feed).await?;
         }
         Ok(expired.into_iter().map(|s| s.id).collect())
     })

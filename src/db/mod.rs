@@ -200,6 +200,7 @@ pub mod admin_lists;
 pub mod api_keys;
 pub mod catalog;
 pub mod connect;
+pub mod feed;
 pub mod lifecycle;
 pub mod outbox;
 pub mod schema;

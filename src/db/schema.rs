@@ -30,6 +30,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    event_counters (store_id, environment) {
+        store_id -> Text,
+        environment -> Text,
+        last_position -> BigInt,
+        purged_through -> BigInt,
+    }
+}
+
+diesel::table! {
+    feed_events (store_id, environment, position) {
+        store_id -> Text,
+        environment -> Text,
+        position -> BigInt,
+        event_type -> Text,
+        session_id -> Text,
+        occurred_at -> BigInt,
+    }
+}
+
+diesel::table! {
     idempotency_keys (store_id, environment, key) {
         store_id -> Text,
         environment -> Text,
@@ -227,6 +247,7 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> stores (store_id));
 diesel::joinable!(coupons -> stores (store_id));
+diesel::joinable!(feed_events -> sessions (session_id));
 diesel::joinable!(idempotency_keys -> sessions (session_id));
 diesel::joinable!(idempotency_keys -> stores (store_id));
 diesel::joinable!(orders -> sessions (session_id));
@@ -250,6 +271,8 @@ diesel::joinable!(webhook_outbox -> webhook_events (event_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     coupons,
+    event_counters,
+    feed_events,
     idempotency_keys,
     orders,
     product_activations,

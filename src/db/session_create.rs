@@ -4,6 +4,7 @@
 //! on PostgreSQL (pipelined statements travel together); SQLite runs the same statements
 //! inline, one after the other.
 use super::{
+    feed::{FeedBatch, RecordFeed},
     optional, outbox,
     schema::{
         coupons, idempotency_keys, orders, product_activations, product_version_prices,
@@ -16,6 +17,7 @@ use crate::{
     domain::{
         catalog::{BillingPeriod, Discount},
         checkout::SessionRequest,
+        feed::EventKind,
         ids::{OrderId, SessionId, StoreId},
         lock::{ProductFacts, VersionFacts},
         money::MinorUnit,
@@ -367,8 +369,13 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
 
         // Round trip 2. The reservation is one conditional UPDATE: concurrent sessions queue
         // on the coupon row and can never push it past max_redemptions. When none is left,
-        // returning the refusal rolls back the rows written next to it.
-        let (reserved, _, _) = pipeline!(c => [
+        // returning the refusal rolls back the rows written next to it. The feed event is
+        // the last statement before COMMIT (db::feed), except for a free order, which
+        // writes its order first and records both of its events after it.
+        let mut feed =
+            FeedBatch::new(store_id, env, create.now.0).with(EventKind::Created, &session_id);
+        let free = session.order_id.is_some();
+        let (reserved, _, _, _) = pipeline!(c => [
             optional(plan.coupon_id.as_ref().map(|id| {
                 diesel::update(coupons::table.find(id))
                     .filter(coupons::max_redemptions.is_null().or(
@@ -380,7 +387,8 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
             diesel::insert_into(sessions::table)
                 .values(&session)
                 .execute(c),
-            c.insert_lines(&lines)
+            c.insert_lines(&lines),
+            optional((!free).then(|| c.record_feed(&feed)))
         ]);
         if reserved == Some(0) {
             let given = req.coupon_code.as_deref().unwrap_or_default();
@@ -406,6 +414,8 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
                 conn,
                 &outbox::event(outbox::ORDER_COMPLETED, &session, &lines, create.now)?
             );
+            feed = feed.with(EventKind::Completed, &session.id);
+            conn.record_feed(&feed).await?;
         }
         Ok(Created::New(Box::new(StoredSession { session, lines })))
     })

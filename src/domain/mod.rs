@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod email;
 pub mod environment;
+pub mod feed;
 pub mod ids;
 pub mod invalid;
 pub mod lock;

@@ -3,6 +3,7 @@
 use super::{
     auth::{merchant, Credential, Merchant},
     convert,
+    feed::{EventStream, Feed},
     page_token::{filters_digest, PageToken},
     session_input::session_input,
     session_pb::{
@@ -162,6 +163,19 @@ impl Checkout {
 
 type Reply<T> = Result<Response<T>, GrpcStatus>;
 
+impl Checkout {
+    /// The caller's event feed (the auth layer already refused a store slug).
+    fn feed<T>(&self, req: &Request<T>) -> AppResult<Feed> {
+        let caller = merchant(req)?;
+        Ok(Feed {
+            db: self.db.clone(),
+            view: self.view.clone(),
+            store_id: caller.store_id.clone(),
+            environment: caller.environment,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl CheckoutService for Checkout {
     async fn create_session(
@@ -189,6 +203,8 @@ impl CheckoutService for Checkout {
         };
         let reply = match db::session_create::create(&self.db, &plan).await? {
             Created::New(stored) => {
+                let (store, env) = (caller.store_id.as_str(), caller.environment.as_str());
+                self.hub.feed.wake(store, env);
                 let reply = self.create_reply(*stored, &caller, now)?;
                 let outcome = if reply.outcome == pb::Outcome::FreeOrder as i32 {
                     "free_order"
@@ -298,6 +314,9 @@ impl CheckoutService for Checkout {
             return Err(AppError::failed_precondition(already_ended(status)).into());
         }
         self.hub.notify(id.as_str());
+        self.hub
+            .feed
+            .wake(caller.store_id.as_str(), caller.environment.as_str());
         self.metrics.session_ended("expired");
         let stored = self.scoped(&caller, &id).await?;
         Ok(Response::new(self.view.session(
@@ -305,5 +324,23 @@ impl CheckoutService for Checkout {
             Audience::Full,
             Timestamp::now(),
         )?))
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Reply<pb::ListEventsResponse> {
+        let feed = self.feed(&req)?;
+        Ok(Response::new(feed.list(req.into_inner()).await?))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, req: Request<pb::WatchEventsRequest>) -> Reply<EventStream> {
+        let feed = self.feed(&req)?;
+        let stream = feed
+            .watch(req.into_inner(), &self.hub.feed, self.shutdown.clone())
+            .await?;
+        Ok(Response::new(stream))
     }
 }

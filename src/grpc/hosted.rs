@@ -71,11 +71,9 @@ impl HostedCheckoutService for Hosted {
         let r = req.into_inner();
         let id = session_id(&r.session_id)?;
         let reference = required_text("payment_reference", &r.payment_reference, 255)?;
-        if lifecycle::complete(&self.db, &id, &reference)
-            .await?
-            .is_some()
-        {
+        if let Some(s) = lifecycle::complete(&self.db, &id, &reference).await? {
             self.hub.notify(id.as_str());
+            self.hub.feed.wake(&s.store_id, &s.environment);
             self.metrics.session_ended("completed");
             return self.reply(self.current(&id).await?);
         }
@@ -106,7 +104,10 @@ impl HostedCheckoutService for Hosted {
         if lifecycle::end(&self.db, &id, Status::Cancelled, Until::MarginBeforeExpiry).await? {
             self.hub.notify(id.as_str());
             self.metrics.session_ended("cancelled");
-            return self.reply(self.current(&id).await?);
+            let stored = self.current(&id).await?;
+            let s = &stored.session;
+            self.hub.feed.wake(&s.store_id, &s.environment);
+            return self.reply(stored);
         }
         let stored = self.current(&id).await?;
         match ended_status(&stored)? {

@@ -11,6 +11,7 @@ pub mod browser;
 pub mod checkout;
 pub mod codec;
 pub mod convert;
+pub mod feed;
 pub mod header_limit;
 pub mod hosted;
 pub mod page_token;

@@ -195,6 +195,7 @@ pub fn serve_config(db: &TestDb, opts: &Options) -> ServeConfig {
         max_concurrent_streams: 1024,
         idempotency_retention_hours: 72,
         cors_origins: opts.cors_origins.clone(),
+        event_retention_days: 30,
         webhooks: checkout::dispatch::DispatchConfig {
             webhook_dispatcher: opts.webhook_dispatcher,
             webhook_poll_ms: 50,

@@ -14,6 +14,9 @@ mod connections;
 mod create_errors;
 mod create_rules;
 mod echo_bounds;
+mod events;
+mod events_cli;
+mod events_live;
 mod exposition;
 mod fixtures;
 mod grpc_web;
@@ -197,8 +200,18 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         tls::grpcurl_with_cacert,
         tls_reload::changed_files_are_picked_up,
         tls_reload::sighup_reloads_and_bad_files_keep_the_old_certificate,
+        events::every_transition_is_one_event,
+        events::feeds_are_isolated,
+        events::list_filters_and_pages,
+        events::cursor_expires_with_retention,
+        events_live::watch_replays_then_continues_live,
+        events_live::slow_consumer_gets_everything,
+        events_live::concurrent_writers_and_resuming_consumers,
+        events_live::watch_ends_unavailable_on_shutdown,
+        events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());
+    all.extend(events_live::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
     all.extend(health::postgres_only());

@@ -1,0 +1,252 @@
+//! ListEvents and WatchEvents (SPEC §11): a store's event feed, read by position.
+//!
+//! Both read the same way: the events after a position, from the database, a page at a
+//! time (`db::feed::read_after`). A WatchEvents stream keeps its own position and, when
+//! its feed is woken (src/feed.rs) or on a slow safety timer, reads what is after it. So
+//! replay and live delivery are one loop with no switch-over to get wrong: no event twice,
+//! none skipped. The stream holds at most one page; a slow consumer is simply read for
+//! later, from the database, and costs the server no more memory than a fast one.
+use super::{
+    convert,
+    session_pb::{Audience, SessionView},
+};
+use crate::{
+    db::{
+        feed::{self, FeedEvent, Read},
+        Db,
+    },
+    domain::{
+        feed::{
+            decode_cursor, encode_cursor, EventKind, CURSOR_EXPIRED, CURSOR_EXPIRED_REASON,
+            INVALID_CURSOR,
+        },
+        ids::StoreId,
+        time::Timestamp,
+        Environment, Invalid,
+    },
+    error::{AppError, AppResult},
+    feed::{FeedHub, FeedSubscription},
+    pb,
+};
+use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::Status as GrpcStatus;
+
+/// Events a stream reads (and holds) at a time.
+const WATCH_PAGE: i64 = 100;
+/// A safety net only: wake-ups are how new events are noticed, but a stream also reads
+/// this often by itself, so a lost wake-up can delay an event, never lose it.
+const SAFETY_POLL: Duration = Duration::from_secs(30);
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, GrpcStatus>> + Send>>;
+
+/// ListEvents' `page_size`: 1 to 1000, 0 meaning 100.
+fn page_size(raw: i32) -> Result<i64, Invalid> {
+    match raw {
+        0 => Ok(100),
+        1..=1000 => Ok(i64::from(raw)),
+        _ => Err(Invalid::field("page_size", "page_size must be 0 to 1000")),
+    }
+}
+
+/// The `types` filter; UNSPECIFIED and unknown values are refused.
+fn kinds(field: &str, raw: &[i32]) -> Result<Vec<EventKind>, Invalid> {
+    let mut out = Vec::with_capacity(raw.len());
+    for &t in raw {
+        let kind = match pb::EventType::try_from(t) {
+            Ok(pb::EventType::SessionCreated) => EventKind::Created,
+            Ok(pb::EventType::SessionCompleted) => EventKind::Completed,
+            Ok(pb::EventType::SessionCancelled) => EventKind::Cancelled,
+            Ok(pb::EventType::SessionExpired) => EventKind::Expired,
+            _ => return Err(Invalid::field(field, format!("Unknown event type {t}"))),
+        };
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+fn type_to_pb(kind: EventKind) -> pb::EventType {
+    match kind {
+        EventKind::Created => pb::EventType::SessionCreated,
+        EventKind::Completed => pb::EventType::SessionCompleted,
+        EventKind::Cancelled => pb::EventType::SessionCancelled,
+        EventKind::Expired => pb::EventType::SessionExpired,
+    }
+}
+
+fn expired() -> AppError {
+    AppError::FailedPrecondition {
+        message: CURSOR_EXPIRED.into(),
+        info: Some((CURSOR_EXPIRED_REASON.into(), Vec::new())),
+    }
+}
+
+/// One store's and environment's feed (the caller's) and how its events are shown.
+pub struct Feed {
+    pub db: Db,
+    pub view: Arc<SessionView>,
+    pub store_id: StoreId,
+    pub environment: Environment,
+}
+
+impl Feed {
+    fn event(&self, e: FeedEvent) -> AppResult<pb::Event> {
+        let occurred_at = Timestamp(e.occurred_at);
+        Ok(pb::Event {
+            cursor: encode_cursor(&self.store_id, self.environment, e.position),
+            r#type: type_to_pb(e.kind) as i32,
+            session_id: e.stored.session.id.clone(),
+            occurred_at: Some(convert::timestamp(e.occurred_at)),
+            // As of the event: its time decides whether an open session reads as expired.
+            session: Some(self.view.session(e.stored, Audience::Full, occurred_at)?),
+        })
+    }
+
+    /// The events after `after`, as read; an unknown or purged position is an error.
+    async fn read(
+        &self,
+        after: Option<i64>,
+        kinds: &[EventKind],
+        limit: i64,
+    ) -> AppResult<Vec<FeedEvent>> {
+        let (store, env) = (&self.store_id, self.environment);
+        match feed::read_after(&self.db, store, env, after, kinds, limit).await? {
+            Read::Events(events) => Ok(events),
+            Read::Unknown => Err(Invalid::field("after_cursor", INVALID_CURSOR).into()),
+            Read::Expired => Err(expired()),
+        }
+    }
+
+    /// The position a client's cursor names in this feed (`None`: empty cursor).
+    pub fn position(&self, cursor: &str) -> AppResult<Option<i64>> {
+        let (store, env) = (&self.store_id, self.environment);
+        Ok(decode_cursor("after_cursor", cursor, store, env)?)
+    }
+
+    /// Up to `limit` events after `after` (`None`: from the oldest retained), as sent.
+    pub async fn page(&self, after: Option<i64>, limit: i64) -> AppResult<Vec<pb::Event>> {
+        let events = self.read(after, &[], limit).await?;
+        events.into_iter().map(|e| self.event(e)).collect()
+    }
+
+    pub async fn list(&self, r: pb::ListEventsRequest) -> AppResult<pb::ListEventsResponse> {
+        let size = page_size(r.page_size)?;
+        let kinds = kinds("types", &r.types)?;
+        let after = self.position(&r.after_cursor)?;
+        let events = self.read(after, &kinds, size).await?;
+        let next_cursor = match events.last() {
+            Some(e) => encode_cursor(&self.store_id, self.environment, e.position),
+            None => r.after_cursor,
+        };
+        let events = events
+            .into_iter()
+            .map(|e| self.event(e))
+            .collect::<AppResult<_>>()?;
+        Ok(pb::ListEventsResponse {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// Validates the request and takes the stream's starting point before the response
+    /// starts, so a bad or expired cursor is the call's error, not a stream message.
+    pub async fn watch(
+        self,
+        r: pb::WatchEventsRequest,
+        hub: &Arc<FeedHub>,
+        shutdown: watch::Receiver<bool>,
+    ) -> AppResult<EventStream> {
+        let kinds = kinds("types", &r.types)?;
+        // Subscribed before the first read: a commit after it wakes the stream.
+        let mut subscription = hub.subscribe(self.store_id.as_str(), self.environment.as_str());
+        subscription.seen();
+        let mut state = Watch {
+            last: 0,
+            kinds,
+            buffer: VecDeque::new(),
+            subscription,
+            shutdown,
+            feed: self,
+        };
+        match state.feed.position(&r.after_cursor)? {
+            // "Now": the last committed position; anything committing later is after it.
+            None => {
+                let f = &state.feed;
+                state.last = feed::head(&f.db, &f.store_id, f.environment).await?.last;
+            }
+            Some(after) => {
+                state.last = after;
+                state.fill().await?;
+            }
+        }
+        let stream =
+            futures_util::stream::unfold(Some(state), |state| async move { state?.next().await });
+        Ok(Box::pin(stream))
+    }
+}
+
+/// Streams end with this on shutdown, as WatchSession's do: the client resumes elsewhere.
+fn shutting_down() -> GrpcStatus {
+    GrpcStatus::unavailable("server is shutting down; watch again to reach another replica")
+}
+
+struct Watch {
+    feed: Feed,
+    /// The position of the last event read (sent, or held in `buffer`).
+    last: i64,
+    /// Empty: every type. The filter is applied after reading, so `last` passes over
+    /// events of other types and no read scans them twice.
+    kinds: Vec<EventKind>,
+    buffer: VecDeque<FeedEvent>,
+    subscription: FeedSubscription,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Watch {
+    /// Reads the next page after `last` into the buffer; `false` if there was nothing.
+    async fn fill(&mut self) -> AppResult<bool> {
+        self.subscription.seen();
+        let events = self.feed.read(Some(self.last), &[], WATCH_PAGE).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(false);
+        };
+        self.last = last;
+        self.buffer.extend(
+            events
+                .into_iter()
+                .filter(|e| self.kinds.is_empty() || self.kinds.contains(&e.kind)),
+        );
+        Ok(true)
+    }
+
+    /// The next event, and the state after it (`None`: the stream ends after this item).
+    async fn next(mut self) -> Option<(Result<pb::Event, GrpcStatus>, Option<Watch>)> {
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                return match self.feed.event(e) {
+                    Ok(event) => Some((Ok(event), Some(self))),
+                    Err(e) => Some((Err(e.into()), None)),
+                };
+            }
+            if *self.shutdown.borrow() {
+                return Some((Err(shutting_down()), None));
+            }
+            match self.fill().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                // The stream ends with the error; the client resumes from its last cursor.
+                Err(e) => return Some((Err(e.into()), None)),
+            }
+            tokio::select! {
+                _ = self.subscription.woken() => {}
+                _ = tokio::time::sleep(SAFETY_POLL) => {}
+                _ = self.shutdown.wait_for(|stopping| *stopping) => {
+                    return Some((Err(shutting_down()), None));
+                }
+            }
+        }
+    }
+}
