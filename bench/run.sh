@@ -139,12 +139,15 @@ TICKS=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------------------
 # The service: a fresh process with rate limits off; its seed output gives key and product.
 SVC_PID="" SVC_ADDR="" SEED_KEY="" SEED_PRODUCT=""
+# Required on PostgreSQL (webhook secrets are sealed with it); one per run, never kept.
+BENCH_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)
 start_service() { # NAME DATABASE_URL [VAR=VALUE …]
   local name=$1 url=$2 out="$WORK/svc-$1.out" port=""
   shift 2
   SEED_KEY="" SEED_PRODUCT=""
   env DATABASE_URL="$url" CHECKOUT_LISTEN_ADDR=127.0.0.1:0 CHECKOUT_RATE_LIMIT_PER_SECOND=0 \
     RUST_LOG=warn CHECKOUT_DEMO_SEED=true CHECKOUT_PLATFORM_TOKEN="pt_bench_${RAND}_0123456789abcdefghijklmnop" \
+    CHECKOUT_SECRETS_KEY="${CHECKOUT_SECRETS_KEY:-$BENCH_SECRETS_KEY}" CHECKOUT_SHUTDOWN_DELAY_SECONDS=0 \
     CHECKOUT_SHUTDOWN_GRACE_SECONDS=2 "$@" "$BIN/checkout" serve >"$out" 2>"$WORK/svc-$name.err" &
   SVC_PID=$!
   PIDS+=("$SVC_PID")
