@@ -53,18 +53,27 @@ pub enum Read {
     Expired,
 }
 
-/// The head of a feed ((0, 0) before its first event).
-pub async fn head(db: &Db, store: &StoreId, env: Environment) -> AppResult<Head> {
-    with_conn!(db, |conn| {
+/// (last position, purged through) of a feed's counter row, on an open connection; the one
+/// query `head` and `read_after` share.
+macro_rules! head_row {
+    ($conn:ident, $store:expr, $env:expr) => {{
         let row: Option<(i64, i64)> = event_counters::table
-            .find((store.as_str(), env.as_str()))
+            .find(($store.as_str(), $env.as_str()))
             .select((
                 event_counters::last_position,
                 event_counters::purged_through,
             ))
-            .first(conn)
+            .first($conn)
             .await
             .optional()?;
+        row
+    }};
+}
+
+/// The head of a feed ((0, 0) before its first event).
+pub async fn head(db: &Db, store: &StoreId, env: Environment) -> AppResult<Head> {
+    with_conn!(db, |conn| {
+        let row = head_row!(conn, store, env);
         Ok(row
             .map(|(last, purged_through)| Head {
                 last,
@@ -111,15 +120,7 @@ pub async fn read_after(
             q = q.filter(feed_events::event_type.eq_any(types.clone()));
         }
         let rows: Vec<PageRow> = q.load(conn).await?;
-        let head: Option<(i64, i64)> = event_counters::table
-            .find((store.as_str(), env.as_str()))
-            .select((
-                event_counters::last_position,
-                event_counters::purged_through,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
+        let head = head_row!(conn, store, env);
         let ids: Vec<&str> = rows.iter().map(|r| r.3.id.as_str()).collect();
         let lines = lines_of!(conn, ids);
         (rows, head, lines)
