@@ -7,7 +7,8 @@ synchronous NORMAL, foreign_keys ON) and its `BEGIN IMMEDIATE`.
 The statements come from PostgreSQL (bench/sqlcapture.py's <name>.capture.json: what the
 service sent for one call), translated to SQLite: `$n` -> `?`, `= ANY($n)` -> `IN (?, …)`,
 `BEGIN` -> `BEGIN IMMEDIATE`, `DEFAULT` in an INSERT's VALUES -> NULL (the columns' default),
-booleans 't'/'f' -> 1/0. Values naming rows of the Postgres
+booleans 't'/'f' -> 1/0, and the event feed's one-statement write (a data-modifying CTE,
+which SQLite lacks) -> the statements the service runs for it on SQLite. Values naming rows of the Postgres
 bench database (store, API key, products, versions, coupons) are mapped to the rows with
 the same natural key (slug, product name, version number, coupon code) in the SQLite
 database, which is a copy of the service's own database taken by --init. Parameters that
@@ -75,11 +76,68 @@ def sqlite_value(v, mapping):
     return v
 
 
+# The feed's write on PostgreSQL is one data-modifying CTE (src/db/feed/write.rs, PgRecord:
+# counter upsert + events insert); SQLite has no such statement, and the service runs there
+# what `RecordFeed for &mut SqliteConn` in that file runs: the counter upsert, a read of the
+# counter, and one insert per event at positions counted back from it. Keep the two in step.
+FEED_CTE = re.compile(r"^\s*WITH c AS \(INSERT INTO event_counters\b", re.I)
+FEED_SQLITE = [
+    'INSERT INTO "event_counters" ("store_id", "environment", "last_position", "purged_through") '
+    'VALUES (?, ?, ?, ?) ON CONFLICT ("store_id", "environment") DO UPDATE SET '
+    '"last_position" = ("event_counters"."last_position" + ?)',
+    'SELECT "event_counters"."last_position" FROM "event_counters" WHERE '
+    '(("event_counters"."store_id" = ?) AND ("event_counters"."environment" = ?)) LIMIT ?',
+    'INSERT INTO "feed_events" ("store_id", "environment", "position", "event_type", '
+    '"session_id", "occurred_at") VALUES (?, ?, ?, ?, ?, ?)',
+]
+
+
+def array_items(spec):
+    if spec["kind"] == "null":
+        return []
+    return [i.strip('"') for i in spec["value"].strip("{}").split(",") if i]
+
+
+def feed_statements(specs, by_value):
+    """The SQLite statements for the feed CTE whose parameters are `specs` ($1 store, $2
+    environment, $3 count, $7 occurred_at, $8 event types, $9 session ids)."""
+    store, env, at = specs[0], specs[1], specs[6]
+    types, ids = array_items(specs[7]), array_items(specs[8])
+    count = {"const": len(ids)}
+    upsert, read, insert = FEED_SQLITE
+    out = [(upsert, [store, env, count, {"const": 0}, count]), (read, [store, env, {"const": 1}])]
+    for i, (kind, session) in enumerate(zip(types, ids)):
+        # The session id is the one the same call inserted: the same varying parameter.
+        sid = by_value.get(session, {"kind": "const", "value": session})
+        position = {"prev_plus": 1 - len(ids) + i}
+        out.append((insert, [store, env, position, {"const": kind}, sid, at]))
+    return out
+
+
+def param(spec, mapping):
+    """A captured parameter as the replay uses it: None, {"const": v} (mapped to this
+    database's rows), a varying spec (fresh per transaction), or already resolved."""
+    if "const" in spec or "prev_plus" in spec:
+        return spec
+    if spec["kind"] == "null":
+        return None
+    if spec["kind"] == "const":
+        return {"const": sqlite_value(spec["value"], mapping)}
+    return spec
+
+
 def translate(stmts, mapping):
     """[(sql, [param spec])] for SQLite, parameters in order of appearance."""
     out = []
+    by_value = {
+        p["value"]: p for st in stmts for p in st["params"] if p.get("kind") == "var"
+    }
     for st in stmts:
         sql, specs = st["sql"], st["params"]
+        if FEED_CTE.match(sql):
+            for fsql, fparams in feed_statements(specs, by_value):
+                out.append((fsql, [param(p, mapping) for p in fparams]))
+            continue
         if st["kind"] == "simple" and sql.strip().upper() in ("BEGIN", "BEGIN TRANSACTION"):
             out.append(("BEGIN IMMEDIATE", []))
             continue
@@ -91,9 +149,7 @@ def translate(stmts, mapping):
 
         def sub(m):
             if m.group(1):
-                spec = specs[int(m.group(1)) - 1]
-                items = [] if spec["kind"] == "null" else spec["value"].strip("{}").split(",")
-                items = [i.strip('"') for i in items if i]
+                items = array_items(specs[int(m.group(1)) - 1])
                 for item in items:
                     order.append({"kind": "const", "value": item})
                 return "IN (" + ", ".join("?" for _ in items) + ")"
@@ -102,15 +158,7 @@ def translate(stmts, mapping):
 
         sql = re.sub(r"= ANY\(\$(\d+)\)|\$(\d+)", sub, sql)
         sql = re.sub(r"\s+FOR UPDATE(\s+SKIP LOCKED)?", "", sql)
-        params = []
-        for spec in order:
-            if spec["kind"] == "null":
-                params.append(None)
-            elif spec["kind"] == "const":
-                params.append({"const": sqlite_value(spec["value"], mapping)})
-            else:
-                params.append(spec)
-        out.append((sql, params))
+        out.append((sql, [param(spec, mapping) for spec in order]))
     return out
 
 
@@ -120,6 +168,17 @@ def fresh(spec, run, n):
     tail = f"{run}x{n}"
     orig = spec["value"]
     return orig[: max(0, len(orig) - len(tail))] + tail
+
+
+def value(p, run, n, prev):
+    """A parameter's value in transaction n; `prev` is what the previous statement returned."""
+    if p is None:
+        return None
+    if "const" in p:
+        return p["const"]
+    if "prev_plus" in p:
+        return prev[0][0] + p["prev_plus"]
+    return fresh(p, run, n)
 
 
 def main():
@@ -169,12 +228,10 @@ def main():
             break
         n += 1
         try:
+            prev = []
             for sql, params in program:
-                values = [
-                    None if p is None else (p["const"] if "const" in p else fresh(p, run, n))
-                    for p in params
-                ]
-                conn.execute(sql, values).fetchall()
+                values = [value(p, run, n, prev) for p in params]
+                prev = conn.execute(sql, values).fetchall()
             if now >= measured_from:
                 counted += 1
         except sqlite3.Error as e:
