@@ -222,8 +222,12 @@ part_latency() {
 # c32 throughput vs the ceiling (closed loop), then p99 at half the service's throughput
 # (open loop, both sides at the same rate).
 part_get() {
-  local label=$1 addr=$2 key=$3 product=$4 r f
-  local svc=() ceil=() bytes_a="" bytes_b=""
+  local label=$1 addr=$2 key=$3 product=$4 backend=$5 r f
+  local svc=() ceil=() pgb=() bytes_a="" bytes_b="" defines=()
+  # On PostgreSQL a second ceiling: its one statement from pgbench, without the service (what
+  # the database alone can answer here, while sharing the machine the same way).
+  local script="$WORK/capture/get.pgbench"
+  [ "$backend" = postgres ] && [ -s "$script" ] && mapfile -t defines <"$WORK/capture/get.defines"
   for r in $(seq 1 "$ROUNDS"); do
     f="$WORK/get-$label-$r"
     lg "$f.a" "$addr" "$key" "$product" --mode get --concurrency "$CONCURRENCY" --seconds "$SECS"
@@ -231,9 +235,17 @@ part_get() {
     svc+=("$(jv "$f.a" throughput)")
     ceil+=("$(jv "$f.b" throughput)")
     bytes_a=$(jv "$f.a" reply_bytes) bytes_b=$(jv "$f.b" reply_bytes)
-    log "$label get c$CONCURRENCY round $r/$ROUNDS: service ${svc[-1]}/s, ceiling ${ceil[-1]}/s"
+    if [ "$backend" = postgres ] && [ -s "$script" ]; then
+      pgbench -n -M prepared -c "$PGBENCH_CLIENTS" -j 2 -T "$SECS" -f "$script" \
+        "${defines[@]}" "$PG_URL/$DB" >"$f.c" 2>"$f.c.err" || { cat "$f.c.err" >&2; die "pgbench (get)"; }
+      pgb+=("$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$f.c" | tail -1)")
+    fi
+    log "$label get c$CONCURRENCY round $r/$ROUNDS: service ${svc[-1]}/s, ceiling ${ceil[-1]}/s${pgb:+, pgbench ${pgb[-1]}/s}"
   done
   add_row "$label" "GetSession c$CONCURRENCY throughput" /s "ratio>=0.5" "$(IFS=,; echo "${svc[*]}")" "$(IFS=,; echo "${ceil[*]}")" "vs bare tonic"
+  if [ ${#pgb[@]} -gt 0 ]; then
+    add_row "$label" "GetSession c$CONCURRENCY throughput" /s "" "$(IFS=,; echo "${svc[*]}")" "$(IFS=,; echo "${pgb[*]}")" "vs pgbench -c $PGBENCH_CLIENTS of its own statement"
+  fi
   add_row "$label" "GetSession reply size" B "" "$bytes_a" "$bytes_b" "the ceiling answers the service's captured reply"
   half_rate "$label" get "$addr" "$key" "$product" "service<3" "$(py report.py median "${svc[@]}")"
 }
@@ -483,7 +495,7 @@ capture_sql() {
     --flights "$WORK/flights.txt" --name create --out "$WORK/capture" --pgbench >"$WORK/capture/create.summary" ||
     { note "capture of CreateSession failed: $(cat "$WORK/capture/create.summary")"; return 0; }
   py sqlcapture.py --log "$logfile" --offset "$offset" --db "$DB" --tz "$tz" --calls "$WORK/calls-get.txt" \
-    --flights "$WORK/flights.txt" --name get --out "$WORK/capture" >"$WORK/capture/get.summary" ||
+    --flights "$WORK/flights.txt" --name get --out "$WORK/capture" --pgbench >"$WORK/capture/get.summary" ||
     note "capture of GetSession failed: $(cat "$WORK/capture/get.summary")"
   local what
   for what in create get; do
@@ -532,7 +544,7 @@ run_backend() { # sqlite | postgres
     --seconds 5 --dump-replies "$WORK/replies-$backend" --json >/dev/null || die "capturing replies"
   start_ceiling "$WORK/replies-$backend"
   if has_part latency; then part_latency "$label" "$addr" "$key" "$product"; fi
-  if has_part get; then part_get "$label" "$addr" "$key" "$product"; fi
+  if has_part get; then part_get "$label" "$addr" "$key" "$product" "$backend"; fi
   if has_part create; then part_create "$label" "$addr" "$key" "$product" "$backend"; fi
   stop_pid "$CEIL_PID"
   stop_pid "$pid"

@@ -8,7 +8,7 @@ use diesel_async::{
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 /// SQLite statements run inline on the calling task (see [`Inline`]).
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
@@ -18,7 +18,7 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
 /// Why: a statement on this embedded, WAL-mode database takes microseconds, while a hop to
 /// the blocking pool and back costs more than that, twice per statement (a create runs ~8).
 /// Nothing here waits on another process in normal operation: in-process writers are
-/// serialized by `Db::Sqlite::writer` before `BEGIN IMMEDIATE`, and WAL readers never wait
+/// serialized by `Db::Sqlite::writer` (one connection) before `BEGIN IMMEDIATE`, and WAL readers never wait
 /// for writers. Only another process writing the same file (`checkout admin` run beside a
 /// server) can make a statement wait, up to `busy_timeout`; that is rare and short.
 pub struct Inline;
@@ -58,8 +58,16 @@ pub enum Backend {
 #[derive(Clone)]
 pub enum Db {
     Sqlite {
+        /// Reads, and single-statement writes.
         pool: Pool<SqliteConn>,
-        writer: Arc<tokio::sync::Mutex<()>>,
+        /// The one connection write transactions run on, one at a time (SQLite has a single
+        /// writer anyway: waiting here is waiting in line, without holding a connection).
+        /// One connection rather than any of the pool's: a connection's page cache is
+        /// dropped whenever another connection has written, so a writer that follows a
+        /// different writer re-reads every page it touches from the WAL; the same
+        /// connection each time keeps its pages and its prepared write statements. A
+        /// broken connection is replaced by the pool.
+        writer: Pool<SqliteConn>,
     },
     Postgres {
         pool: Pool<AsyncPgConnection>,
@@ -118,7 +126,7 @@ async fn sqlite_connection(path: &str) -> diesel::ConnectionResult<SqliteConn> {
 }
 
 /// Opens a write transaction with `BEGIN IMMEDIATE` (diesel-async offers it only for the
-/// tokio-spawning wrapper). The caller holds the in-process writer lock.
+/// tokio-spawning wrapper). The caller holds the writer connection.
 pub async fn begin_immediate(conn: &mut SqliteConn) -> diesel::QueryResult<()> {
     conn.spawn_blocking(|c| {
         diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
@@ -176,13 +184,22 @@ impl Db {
     pub async fn connect(url: &str, opts: &PoolOptions) -> anyhow::Result<Db> {
         match backend_of(url)? {
             Backend::Sqlite => {
-                let mut config = ManagerConfig::default();
-                config.custom_setup = Box::new(|path| sqlite_connection(path).boxed());
                 let path = sqlite_path(url).expect("checked by backend_of");
-                let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+                let manager = || {
+                    let mut config = ManagerConfig::default();
+                    config.custom_setup = Box::new(|path| sqlite_connection(path).boxed());
+                    // An embedded file does not go away like a socket: no `SELECT 1` on
+                    // every checkout, only the check for a transaction left open.
+                    config.recycling_method = RecyclingMethod::Fast;
+                    AsyncDieselConnectionManager::new_with_config(path, config)
+                };
+                let writer = PoolOptions {
+                    max_size: 1,
+                    ..opts.clone()
+                };
                 Ok(Db::Sqlite {
-                    pool: pool_builder(opts).build(manager).await?,
-                    writer: Arc::new(tokio::sync::Mutex::new(())),
+                    pool: pool_builder(opts).build(manager()).await?,
+                    writer: pool_builder(&writer).build(manager()).await?,
                 })
             }
             Backend::Postgres => {

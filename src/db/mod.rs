@@ -3,7 +3,8 @@
 //! therefore written once and type-checked against both databases.
 //!
 //! SQLite runs in WAL mode with a busy timeout, and every write transaction is
-//! `BEGIN IMMEDIATE` behind one in-process writer lock: SQLite allows one writer at a time,
+//! `BEGIN IMMEDIATE` on the one writer connection (`Db::Sqlite::writer`, a pool of one, so
+//! in-process writers take turns): SQLite allows one writer at a time,
 //! and taking the write lock up front means a transaction never fails half-way when it
 //! upgrades from reading to writing. Its statements run inline (`connect::Inline`).
 //!
@@ -71,10 +72,10 @@ macro_rules! with_conn {
 macro_rules! with_tx {
     ($db:expr, |$conn:ident| $body:block) => {
         match $db {
-            $crate::db::Db::Sqlite { pool, writer } => {
+            $crate::db::Db::Sqlite { writer, .. } => {
                 let span = tracing::info_span!("db.transaction", db.system = "sqlite");
-                let _writer = tracing::Instrument::instrument(writer.lock(), span.clone()).await;
-                let mut pooled = pool.get().await?;
+                let mut pooled =
+                    tracing::Instrument::instrument(writer.get(), span.clone()).await?;
                 let $conn: &mut $crate::db::SqliteConn = &mut pooled;
                 // Statements run inline (no await suspends between BEGIN and COMMIT), so a
                 // cancelled call cannot leave the transaction open.
