@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The SQLite ceiling for CreateSession: the statements the service runs for one
 CreateSession, run from one process on one connection, in a loop of transactions, for a
-fixed time, with the service's PRAGMAs (src/db/connect.rs: busy_timeout 5000, WAL,
-synchronous NORMAL, foreign_keys ON) and its `BEGIN IMMEDIATE`.
+fixed time, with the PRAGMAs of the service's writer connection (src/db/connect.rs and
+src/db/checkpoint.rs: busy_timeout 5000, WAL, synchronous NORMAL, foreign_keys ON,
+secure_delete FAST, wal_autocheckpoint 0), its `BEGIN IMMEDIATE`, and its checkpoints (a
+PASSIVE checkpoint every 100 ms from another connection, on another thread).
 
 The statements come from PostgreSQL (bench/sqlcapture.py's <name>.capture.json: what the
 service sent for one call), translated to SQLite: `$n` -> `?`, `= ANY($n)` -> `IN (?, …)`,
@@ -26,12 +28,40 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 PRAGMAS = (
     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; "
-    "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = FAST; "
+    # The service's writer connection (src/db/checkpoint.rs): no automatic checkpoint ...
+    "PRAGMA wal_autocheckpoint = 0;"
 )
+# ... and its checkpointer: every 100 ms a PASSIVE checkpoint from a connection of its own,
+# on another thread, while the writer goes on; then the same again between two of the
+# writer's transactions (here: the writer loop runs it when step 1 is done).
+CHECKPOINT_EVERY = 0.1
+
+
+class Checkpointer(threading.Thread):
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 5000")
+        self.stop = threading.Event()
+        self.step1_done = threading.Event()  # set: the writer loop owes step 2
+
+    def run(self):
+        while not self.stop.wait(CHECKPOINT_EVERY):
+            if self.step1_done.is_set():
+                continue  # the writer has not taken its turn yet
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.step1_done.set()
+
+    def between_transactions(self):
+        if self.step1_done.is_set():
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.step1_done.clear()
 
 # Natural key -> ids, the same queries on both databases (only the service's schema).
 MAPPINGS = [
@@ -217,6 +247,8 @@ def main():
     program = translate(capture["statements"], mapping)
     conn = sqlite3.connect(args.db, isolation_level=None)
     conn.executescript(PRAGMAS)
+    checkpoints = Checkpointer(args.db)
+    checkpoints.start()
     run = f"{os.getpid()}{int(time.time()) % 100000}"
     n, counted, errors = 0, 0, {}
     start = time.monotonic()
@@ -227,6 +259,7 @@ def main():
         if now >= deadline:
             break
         n += 1
+        checkpoints.between_transactions()
         try:
             prev = []
             for sql, params in program:
@@ -239,6 +272,8 @@ def main():
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
     elapsed = time.monotonic() - measured_from
+    checkpoints.stop.set()
+    checkpoints.join()
     print(json.dumps({
         "throughput": counted / elapsed if elapsed > 0 else 0,
         "transactions": counted,

@@ -8,7 +8,7 @@ use diesel_async::{
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// SQLite statements run inline on the calling task (see [`Inline`]).
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Inline>;
@@ -68,6 +68,8 @@ pub enum Db {
         /// connection each time keeps its pages and its prepared write statements. A
         /// broken connection is replaced by the pool.
         writer: Pool<SqliteConn>,
+        /// Checkpoints the WAL for the writer, which does not (see `super::checkpoint`).
+        _checkpointer: Arc<super::checkpoint::Checkpointer>,
     },
     Postgres {
         pool: Pool<AsyncPgConnection>,
@@ -109,6 +111,15 @@ pub fn backend_of(url: &str) -> anyhow::Result<Backend> {
     } else {
         bail!("DATABASE_URL must be sqlite://PATH or postgres://…")
     }
+}
+
+/// A connection of the writer pool: no automatic checkpoint (`super::checkpoint`).
+async fn sqlite_writer_connection(path: &str) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = sqlite_connection(path).await?;
+    conn.batch_execute(super::checkpoint::WRITER_PRAGMAS)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 async fn sqlite_connection(path: &str) -> diesel::ConnectionResult<SqliteConn> {
@@ -185,9 +196,13 @@ impl Db {
         match backend_of(url)? {
             Backend::Sqlite => {
                 let path = sqlite_path(url).expect("checked by backend_of");
-                let manager = || {
+                let manager = |writer: bool| {
                     let mut config = ManagerConfig::default();
-                    config.custom_setup = Box::new(|path| sqlite_connection(path).boxed());
+                    config.custom_setup = if writer {
+                        Box::new(|path| sqlite_writer_connection(path).boxed())
+                    } else {
+                        Box::new(|path| sqlite_connection(path).boxed())
+                    };
                     // An embedded file does not go away like a socket: no `SELECT 1` on
                     // every checkout, only the check for a transaction left open.
                     config.recycling_method = RecyclingMethod::Fast;
@@ -197,9 +212,12 @@ impl Db {
                     max_size: 1,
                     ..opts.clone()
                 };
+                let writer = pool_builder(&writer).build(manager(true)).await?;
+                let checkpointer = super::checkpoint::spawn(path.to_owned(), writer.clone());
                 Ok(Db::Sqlite {
-                    pool: pool_builder(opts).build(manager()).await?,
-                    writer: pool_builder(&writer).build(manager()).await?,
+                    pool: pool_builder(opts).build(manager(false)).await?,
+                    writer,
+                    _checkpointer: Arc::new(checkpointer),
                 })
             }
             Backend::Postgres => {

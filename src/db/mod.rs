@@ -200,6 +200,7 @@ macro_rules! record_event {
 pub mod admin_lists;
 pub mod api_keys;
 pub mod catalog;
+mod checkpoint;
 pub mod connect;
 pub mod feed;
 pub mod lifecycle;

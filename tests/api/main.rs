@@ -38,6 +38,7 @@ mod receiver;
 mod secrets;
 mod server;
 mod session_views;
+mod sqlite_wal;
 mod storage;
 mod tls;
 mod tls_reload;
@@ -215,6 +216,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());
     all.extend(health::postgres_only());
+    all.extend(sqlite_wal::sqlite_only());
     all
 }
 
@@ -259,9 +261,12 @@ fn main() {
             pg_url: pg_url.clone(),
         };
         if !name.starts_with("postgres_only::") {
-            trials.push(Trial::test(format!("sqlite::{name}"), move || {
-                run(sqlite, test)
-            }));
+            let sqlite_name = format!("sqlite::{}", name.trim_start_matches("sqlite_only::"));
+            trials.push(Trial::test(sqlite_name, move || run(sqlite, test)));
+        }
+        // SQLite-only tests are about SQLite's files; PostgreSQL has no counterpart.
+        if name.starts_with("sqlite_only::") {
+            continue;
         }
         let pg_name = format!("postgres::{}", name.trim_start_matches("postgres_only::"));
         trials.push(
