@@ -125,11 +125,11 @@ pub async fn slow_consumers_cost_a_page_and_get_everything(ctx: Ctx) {
         let (start, mut samples, mut after_done) = (Instant::now(), Vec::new(), 0);
         // One event a second per stream, for 10 s and at least 3 s after the writers end.
         while start.elapsed() < Duration::from_secs(10) || after_done < 3 {
-            // A hang guard only: on an idle machine the writers take ~10 s; on a loaded one
-            // they may take much longer, and the consumers stay slow until they are done.
+            // A guard only: the writers took 8-33 s in runs here, and up to 90 s with both
+            // cores at load 12; the consumers stay slow until they are done.
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "1,000 writes took over 120 s"
+                start.elapsed() < Duration::from_secs(180),
+                "1,000 writes took over 180 s"
             );
             for (stream, got) in streams.iter_mut().zip(&mut got) {
                 got.push(next_event(stream).await);
