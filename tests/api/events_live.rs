@@ -1,6 +1,7 @@
-//! WatchEvents and the feed under load: replay then live without a seam, slow consumers,
-//! concurrent writers on two replicas with consumers that disconnect and resume, and a
-//! listener connection killed under a watcher.
+//! WatchEvents and the feed under load: replay then live without a seam, concurrent writers
+//! on two replicas with consumers that disconnect and resume, and a listener connection
+//! killed under a watcher. The slow consumer at full size and a SIGKILLed replica:
+//! events_memory.rs and events_faults.rs.
 use crate::{
     events::{list, list_all, next_event, watch},
     fixtures::{catalog, created, line, order, Catalog},
@@ -82,40 +83,6 @@ pub async fn watch_replays_then_continues_live(ctx: Ctx) {
     let last = created(&app, &c, paid(&c)).await;
     assert_eq!(next_event(&mut from_cursor).await.session_id, last.id);
     assert_eq!(next_event(&mut from_now).await.session_id, last.id);
-}
-
-/// A consumer that reads slowly while many events are written still gets all of them, in
-/// order: the server reads ahead one page at most and the rest waits in the database.
-pub async fn slow_consumer_gets_everything(ctx: Ctx) {
-    let app = TestApp::spawn(&ctx).await;
-    let c = catalog(&app).await;
-    let key = c.shop.test_key.clone();
-    let mut stream = watch(&app, &key, "", &[]).await.unwrap();
-    let n = 300;
-    let writers: Vec<_> = (0..4)
-        .map(|_| {
-            let (mut client, req) = (app.checkout(), paid(&c));
-            let key = key.clone();
-            tokio::spawn(async move {
-                for _ in 0..n / 4 {
-                    let req = crate::helpers::keyed(req.clone(), &key, "test");
-                    client.create_session(req).await.expect("create");
-                }
-            })
-        })
-        .collect();
-    let mut got = Vec::new();
-    while got.len() < n {
-        got.push(next_event(&mut stream).await);
-        if got.len() % 10 == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    for w in writers {
-        w.await.unwrap();
-    }
-    let truth = list_all(&app, &key, "").await;
-    assert_eq!(cursors(&got), cursors(&truth));
 }
 
 /// The two apps writers and consumers use: two replicas on PostgreSQL; on SQLite (one

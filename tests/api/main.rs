@@ -16,7 +16,9 @@ mod create_rules;
 mod echo_bounds;
 mod events;
 mod events_cli;
+mod events_faults;
 mod events_live;
+mod events_memory;
 mod exposition;
 mod fixtures;
 mod grpc_web;
@@ -206,12 +208,13 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         events::list_filters_and_pages,
         events::cursor_expires_with_retention,
         events_live::watch_replays_then_continues_live,
-        events_live::slow_consumer_gets_everything,
+        events_memory::slow_consumers_cost_a_page_and_get_everything,
         events_live::concurrent_writers_and_resuming_consumers,
         events_live::watch_ends_unavailable_on_shutdown,
         events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());
+    all.extend(events_faults::postgres_only());
     all.extend(events_live::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());

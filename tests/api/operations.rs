@@ -208,6 +208,17 @@ impl Service {
         assert!(ok, "kill -TERM");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), as a crash or the OOM killer would end
+    /// it: no shutdown, no drain. Returns once the process is gone.
+    pub fn sigkill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap the killed service");
+    }
+
     /// Waits for the process to exit; its exit status.
     pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
