@@ -105,6 +105,8 @@ note() { printf -- '- %s\n' "$*" >>"$NOTES"; log "note: $*"; }
 
 # add_row BACKEND WHAT UNIT TARGET SERVICE_VALUES CEILING_VALUES [NOTE]
 add_row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" >>"$ROWS"; }
+# csv V…: the values comma-separated, as add_row takes them.
+csv() { local IFS=,; echo "$*"; }
 
 # Forget a process that has ended (its id may be reused later).
 forget() {
@@ -320,10 +322,54 @@ part_create() {
   half_rate "$label" create "$addr" "$key" "$product" "$target" "$(py report.py median "${svc[@]}")"
 }
 
+# watch_round OUT ADDR KEY PRODUCT PID IDLE: one loadgen watch run (WATCHERS fresh streams on
+# a fresh session, then its ending) against ADDR, whose server process is PID. IDLE=1 also
+# measures RSS and CPU of the idle streams (WR_RSS1, WR_CPU). WR_END_CPU_MS: the server's CPU
+# from the ending until loadgen exits (10 ms ticks; it includes the streams' teardown).
+WR_RSS1="" WR_CPU="" WR_END_CPU_MS=""
+watch_round() {
+  local f=$1 addr=$2 key=$3 product=$4 pid=$5 idle=$6 go="$1.go" lgpid rss1 rss2 t0 t1 e0 e1
+  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode watch --watchers "$WATCHERS" \
+    --hold-file "$go" --hold-seconds $((IDLE_SECS + 120)) --json >"$f" 2>"$f.err" &
+  lgpid=$!
+  PIDS+=("$lgpid")
+  for _ in $(seq 1 1800); do
+    grep -q 'streams open' "$f.err" && break
+    kill -0 "$lgpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q 'streams open' "$f.err" || { cat "$f.err" >&2; die "watch streams did not open within 180 s ($addr)"; }
+  # Opening 10,000 streams keeps both sides busy for a while; the ending starts from quiet.
+  sleep 1
+  if [ "$idle" = 1 ]; then
+    log "watch: $(grep 'streams open' "$f.err"); idle for $IDLE_SECS s"
+    rss1=$(rss_mib "$pid")
+    t0=$(cpu_ticks "$pid")
+    sleep "$IDLE_SECS"
+    t1=$(cpu_ticks "$pid")
+    rss2=$(rss_mib "$pid")
+    WR_CPU=$(python3 -c "print(f'{($t1 - $t0) / $TICKS / $IDLE_SECS * 100:.3f}')")
+    WR_RSS1=$(python3 -c "print(max($rss1, $rss2))")
+  fi
+  e0=$(cpu_ticks "$pid")
+  touch "$go"
+  wait "$lgpid" || die "watch run failed: $(cat "$f.err")"
+  forget "$lgpid"
+  e1=$(cpu_ticks "$pid")
+  WR_END_CPU_MS=$(python3 -c "print(($e1 - $e0) * 1000 / $TICKS)")
+  local opened
+  opened=$(jv "$f" opened)
+  [ "$opened" = "$WATCHERS" ] || note "watch ($addr): $opened of $WATCHERS streams opened; open errors: $(jv "$f" open_errors_by_code)"
+  [ "$(jv "$f" lost_errors_by_code)" = "{}" ] || note "watch ($addr): streams lost before the ending: $(jv "$f" lost_errors_by_code)"
+}
+
 # WATCHERS streams on one session, on a fresh service process and a fresh database (so the
-# row is about watching, not about the rows earlier parts left); RSS and idle CPU from /proc.
+# row is about watching, not about the rows earlier parts left). RSS and idle CPU from /proc,
+# in the first round. The fan-out (ending → every watcher) is measured against the ceiling
+# answering the service's own watch messages, A and B interleaved, fresh streams each round
+# (and, on the service, a fresh session: loadgen creates one per run).
 part_watch() { # LABEL BACKEND
-  local label=$1 backend=$2 f="$WORK/watch-$2" go="$WORK/watch-$2.go" url
+  local label=$1 backend=$2 f="$WORK/watch-$2" url
   if [ "$backend" = sqlite ]; then
     mkdir -p "$WORK/watch-sqlite-db"
     url="sqlite://$WORK/watch-sqlite-db/checkout.db"
@@ -337,46 +383,34 @@ part_watch() { # LABEL BACKEND
   local pid=$SVC_PID addr=$SVC_ADDR
   "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 4 --seconds 1 --json >"$f.warm" 2>&1 ||
     die "warming the watch service"
+  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 1 --requests 1 \
+    --seconds 5 --dump-replies "$WORK/replies-watch-$backend" --json >/dev/null || die "capturing the watch messages"
+  start_ceiling "$WORK/replies-watch-$backend"
   sleep 1
-  local rss0 rss1 rss2 t0 t1 lgpid
+  local rss0 rss cpu r svc=() ceil=() svc50=() ceil50=() svccpu=() ceilcpu=() saw=() reply99=()
   rss0=$(rss_mib "$pid")
-  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode watch --watchers "$WATCHERS" \
-    --hold-file "$go" --hold-seconds $((IDLE_SECS + 120)) --json >"$f" 2>"$f.err" &
-  lgpid=$!
-  PIDS+=("$lgpid")
-  for _ in $(seq 1 1800); do
-    grep -q 'streams open' "$f.err" && break
-    kill -0 "$lgpid" 2>/dev/null || break
-    sleep 0.1
+  for r in $(seq 1 "$ROUNDS"); do
+    watch_round "$f-$r.a" "$addr" "$key" "$product" "$pid" "$([ "$r" = 1 ] && echo 1 || echo 0)"
+    svccpu+=("$WR_END_CPU_MS")
+    if [ "$r" = 1 ]; then rss=$WR_RSS1 cpu=$WR_CPU; fi
+    watch_round "$f-$r.b" "$CEIL_ADDR" any "$product" "$CEIL_PID" 0
+    ceilcpu+=("$WR_END_CPU_MS")
+    svc+=("$(jv "$f-$r.a" fanout_from_send_p99_ms)") ceil+=("$(jv "$f-$r.b" fanout_from_send_p99_ms)")
+    svc50+=("$(jv "$f-$r.a" fanout_from_send_p50_ms)") ceil50+=("$(jv "$f-$r.b" fanout_from_send_p50_ms)")
+    saw+=("$(jv "$f-$r.a" saw_end)") reply99+=("$(jv "$f-$r.a" fanout_from_reply_p99_ms | cut -c1-6)")
+    log "$label watch round $r/$ROUNDS: fan-out p99 service ${svc[-1]} ms, ceiling ${ceil[-1]} ms; p50 ${svc50[-1]} / ${ceil50[-1]} ms; server CPU for the ending ${svccpu[-1]} / ${ceilcpu[-1]} ms; ending seen by ${saw[-1]} / $(jv "$f-$r.b" saw_end) (load $(cut -d' ' -f1 /proc/loadavg))"
+    [ "$(jv "$f-$r.b" saw_end)" = "$WATCHERS" ] || note "$label watch round $r: the ceiling's ending reached $(jv "$f-$r.b" saw_end) of $WATCHERS watchers"
   done
-  grep -q 'streams open' "$f.err" || { cat "$f.err" >&2; die "watch streams did not open within 180 s"; }
-  log "$label watch: $(grep 'streams open' "$f.err"); idle for $IDLE_SECS s"
-  sleep 1
-  rss1=$(rss_mib "$pid")
-  t0=$(cpu_ticks "$pid")
-  sleep "$IDLE_SECS"
-  t1=$(cpu_ticks "$pid")
-  rss2=$(rss_mib "$pid")
-  touch "$go"
-  wait "$lgpid" || die "watch run failed: $(cat "$f.err")"
-  forget "$lgpid"
-  local cpu rss opened saw
-  cpu=$(python3 -c "print(f'{($t1 - $t0) / $TICKS / $IDLE_SECS * 100:.3f}')")
-  rss=$(python3 -c "print(max($rss1, $rss2))")
-  opened=$(jv "$f" opened)
-  saw=$(jv "$f" saw_end)
-  log "$label watch: RSS $rss0 -> $rss MiB, idle CPU $cpu %, fan-out p99 $(jv "$f" fanout_from_send_p99_ms) ms, ending seen by $saw of $WATCHERS"
+  log "$label watch: RSS $rss0 -> $rss MiB, idle CPU $cpu %"
   add_row "$label" "$WATCHERS WatchSession streams: server RSS before" MiB "" "$rss0" ""
-  add_row "$label" "$WATCHERS WatchSession streams: server RSS with them open" MiB "service<150" "$rss" "" "opened $opened in $(jv "$f" open_seconds | cut -c1-5) s over 20 connections"
+  add_row "$label" "$WATCHERS WatchSession streams: server RSS with them open" MiB "service<150" "$rss" "" "opened $(jv "$f-1.a" opened) in $(jv "$f-1.a" open_seconds | cut -c1-5) s over 20 connections"
   add_row "$label" "$WATCHERS idle streams: server CPU over $IDLE_SECS s" % "service<2" "$cpu" "" "% of one core"
-  add_row "$label" "ending of the session → each watcher, p99" ms "service<50" "$(jv "$f" fanout_from_send_p99_ms)" "" "from ExpireSession sent; p50 $(jv "$f" fanout_from_send_p50_ms | cut -c1-6) ms; from its reply p99 $(jv "$f" fanout_from_reply_p99_ms | cut -c1-6) ms"
-  add_row "$label" "watchers that saw the ending" "" "service>=$WATCHERS" "$saw" "" "ExpireSession $(jv "$f" expire_code) in $(jv "$f" expire_ms | cut -c1-6) ms; lost $(jv "$f" lost), no event within $(jv "$f" event_wait_seconds) s $(jv "$f" no_event_in_time)"
-  if [ "$opened" != "$WATCHERS" ]; then
-    note "$label watch: $opened of $WATCHERS streams opened; open errors: $(jv "$f" open_errors_by_code)"
-  fi
-  if [ "$(jv "$f" lost_errors_by_code)" != "{}" ]; then
-    note "$label watch: streams lost before the ending: $(jv "$f" lost_errors_by_code)"
-  fi
+  add_row "$label" "ending of the session → each watcher, p99" ms "service<50" "$(csv "${svc[@]}")" "$(csv "${ceil[@]}")" \
+    "from ExpireSession sent; ceiling: bare tonic sending the same events to as many streams; service from its reply p99 $(csv "${reply99[@]}") ms"
+  add_row "$label" "ending of the session → each watcher, p50" ms "" "$(csv "${svc50[@]}")" "$(csv "${ceil50[@]}")" "from ExpireSession sent"
+  add_row "$label" "server CPU from the ending until loadgen exits" ms "" "$(csv "${svccpu[@]}")" "$(csv "${ceilcpu[@]}")" "utime+stime, 10 ms ticks; includes the streams' teardown"
+  add_row "$label" "watchers that saw the ending" "" "service>=$WATCHERS" "$(csv "${saw[@]}")" "" "ExpireSession $(jv "$f-1.a" expire_code) in $(jv "$f-1.a" expire_ms | cut -c1-6) ms (round 1); lost $(jv "$f-1.a" lost), no event within $(jv "$f-1.a" event_wait_seconds) s $(jv "$f-1.a" no_event_in_time)"
+  stop_pid "$CEIL_PID"
   stop_pid "$pid"
 }
 

@@ -227,6 +227,7 @@ impl Application {
             shutdown: stopping,
             keys: self.keys.clone(),
         };
+        let watch_hub = hub.clone();
         let hosted = Hosted {
             db: self.db.clone(),
             view,
@@ -292,6 +293,7 @@ impl Application {
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
             // Watch streams end (UNAVAILABLE, so clients reconnect elsewhere) and workers
             // stop; the server then finishes once in-flight calls are done.
+            watch_hub.close();
             let _ = stop_workers.send(true);
             let _ = stopping_tx.send(());
         };

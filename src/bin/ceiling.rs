@@ -2,12 +2,18 @@
 //! GetSession and CreateSession with canned messages and does nothing else (no auth, no
 //! database, no layers). It is the ceiling the benchmark (`bench/run.sh`) divides the
 //! service's numbers by: the same gRPC stack, transport settings and message sizes, with
-//! zero work per call. Every credential is accepted; the other methods are UNIMPLEMENTED.
+//! zero work per call. Every credential is accepted; the other methods are UNIMPLEMENTED,
+//! except the pair the WatchSession fan-out needs:
+//! - WatchSession sends the canned first event (an OPEN session) and holds the stream;
+//! - ExpireSession answers the canned EXPIRED session and sends the canned terminal event
+//!   to every stream open at that moment, which then ends (whatever session id was asked
+//!   for: the benchmark watches one session).
 //!
 //! The canned replies are built in (a realistic one-line session, every field filled as the
 //! service fills it for `checkout-loadgen`'s request), or read from replies captured from
-//! the real service (`checkout-loadgen --dump-replies DIR` writes `get.bin` and
-//! `create.bin`; pass `--replies DIR`), so the message is byte for byte the real one.
+//! the real service (`checkout-loadgen --dump-replies DIR` writes `get.bin`, `create.bin`,
+//! `watch-open.bin`, `expire.bin` and `watch-end.bin`; pass `--replies DIR`), so the
+//! message is byte for byte the real one.
 use checkout::pb::{
     self,
     checkout_service_server::{CheckoutService, CheckoutServiceServer},
@@ -15,6 +21,7 @@ use checkout::pb::{
 use clap::Parser;
 use prost::Message;
 use std::{net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
+use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{
     transport::{server::TcpIncoming, Server},
@@ -91,9 +98,61 @@ fn read_reply<M: Message + Default>(dir: &std::path::Path, name: &str) -> anyhow
     M::decode(bytes.as_slice()).map_err(|e| anyhow::anyhow!("decoding {}: {e}", path.display()))
 }
 
+/// The messages the ceiling answers with.
+struct Canned {
+    session: pb::Session,
+    create: pb::CreateSessionResponse,
+    watch_open: pb::SessionEvent,
+    expired: pb::Session,
+    watch_end: pb::SessionEvent,
+}
+
+impl Canned {
+    fn built_in() -> Canned {
+        let session = canned_session();
+        let create = canned_create(&session);
+        let expired = expire(&session);
+        Canned {
+            watch_open: canned_event(&session, pb::SessionStatus::Unspecified),
+            watch_end: canned_event(&expired, pb::SessionStatus::Open),
+            session,
+            create,
+            expired,
+        }
+    }
+
+    fn read(dir: &std::path::Path) -> anyhow::Result<Canned> {
+        Ok(Canned {
+            session: read_reply(dir, "get.bin")?,
+            create: read_reply(dir, "create.bin")?,
+            watch_open: read_reply(dir, "watch-open.bin")?,
+            expired: read_reply(dir, "expire.bin")?,
+            watch_end: read_reply(dir, "watch-end.bin")?,
+        })
+    }
+}
+
+/// The session as ExpireSession leaves it.
+fn expire(session: &pb::Session) -> pb::Session {
+    pb::Session {
+        status: pb::SessionStatus::Expired as i32,
+        ..session.clone()
+    }
+}
+
+fn canned_event(session: &pb::Session, previous: pb::SessionStatus) -> pb::SessionEvent {
+    pb::SessionEvent {
+        occurred_at: ts(1_795_421_100, 654_321_000),
+        session: Some(session.clone()),
+        previous_status: previous as i32,
+    }
+}
+
 struct Ceiling {
-    session: Arc<pb::Session>,
-    create: Arc<pb::CreateSessionResponse>,
+    canned: Arc<Canned>,
+    /// Bumped by every ExpireSession: each stream open before it gets its terminal event.
+    /// A `watch` channel, as the service's hub (src/events.rs) uses to wake its streams.
+    endings: watch::Sender<u64>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -105,11 +164,11 @@ impl CheckoutService for Ceiling {
         &self,
         _req: Request<pb::CreateSessionRequest>,
     ) -> Reply<pb::CreateSessionResponse> {
-        Ok(Response::new((*self.create).clone()))
+        Ok(Response::new(self.canned.create.clone()))
     }
 
     async fn get_session(&self, _req: Request<pb::GetSessionRequest>) -> Reply<pb::Session> {
-        Ok(Response::new((*self.session).clone()))
+        Ok(Response::new(self.canned.session.clone()))
     }
 
     type WatchSessionStream = EventStream;
@@ -118,7 +177,19 @@ impl CheckoutService for Ceiling {
         &self,
         _req: Request<pb::WatchSessionRequest>,
     ) -> Reply<Self::WatchSessionStream> {
-        Err(outside_the_ceiling())
+        let mut ending = self.endings.subscribe();
+        let canned = self.canned.clone();
+        let first = futures_util::stream::once(std::future::ready(Ok(canned.watch_open.clone())));
+        // Like the service, the event is cloned per stream and tonic encodes it per stream.
+        let end = futures_util::stream::once(async move {
+            match ending.changed().await {
+                Ok(()) => Ok(canned.watch_end.clone()),
+                Err(_) => Err(Status::unavailable("the ceiling is stopping")),
+            }
+        });
+        Ok(Response::new(Box::pin(futures_util::StreamExt::chain(
+            first, end,
+        ))))
     }
 
     async fn list_sessions(
@@ -129,7 +200,8 @@ impl CheckoutService for Ceiling {
     }
 
     async fn expire_session(&self, _req: Request<pb::ExpireSessionRequest>) -> Reply<pb::Session> {
-        Err(outside_the_ceiling())
+        self.endings.send_modify(|n| *n += 1);
+        Ok(Response::new(self.canned.expired.clone()))
     }
 
     async fn list_events(
@@ -162,16 +234,9 @@ async fn stop_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (session, create) = match &args.replies {
-        Some(dir) => (
-            read_reply::<pb::Session>(dir, "get.bin")?,
-            read_reply::<pb::CreateSessionResponse>(dir, "create.bin")?,
-        ),
-        None => {
-            let s = canned_session();
-            let c = canned_create(&s);
-            (s, c)
-        }
+    let canned = match &args.replies {
+        Some(dir) => Canned::read(dir)?,
+        None => Canned::built_in(),
     };
     // The same accepted-socket and HTTP/2 settings as the service (src/startup.rs), with
     // TCP_NODELAY set on every accepted socket.
@@ -180,13 +245,15 @@ async fn main() -> anyhow::Result<()> {
         .with_keepalive(Some(Duration::from_secs(60)));
     let addr = incoming.local_addr()?;
     println!(
-        "checkout-ceiling listening on {addr} (GetSession reply {} bytes, CreateSession reply {} bytes)",
-        session.encoded_len(),
-        create.encoded_len()
+        "checkout-ceiling listening on {addr} (GetSession reply {} bytes, CreateSession reply {} bytes, WatchSession events {} and {} bytes)",
+        canned.session.encoded_len(),
+        canned.create.encoded_len(),
+        canned.watch_open.encoded_len(),
+        canned.watch_end.encoded_len(),
     );
     let service = CheckoutServiceServer::new(Ceiling {
-        session: Arc::new(session),
-        create: Arc::new(create),
+        canned: Arc::new(canned),
+        endings: watch::channel(0).0,
     })
     .max_decoding_message_size(args.max_decoding_message_bytes);
     Server::builder()
@@ -200,11 +267,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ceiling measures GetSession and CreateSession only; the other methods are not part of
-/// any comparison, so they say so with the status gRPC defines for it.
+/// The ceiling measures GetSession, CreateSession and the WatchSession fan-out only; the
+/// other methods are not part of any comparison, so they say so with the status gRPC
+/// defines for it.
 fn outside_the_ceiling() -> Status {
     Status::new(
         tonic::Code::Unimplemented,
-        "the ceiling answers GetSession and CreateSession only",
+        "the ceiling answers GetSession, CreateSession, WatchSession and ExpireSession only",
     )
 }

@@ -96,7 +96,8 @@ struct Args {
     #[arg(long)]
     session_id: Option<String>,
     /// Write the first CreateSession reply (create.bin) and GetSession reply (get.bin),
-    /// protobuf-encoded, into this directory (for `checkout-ceiling --replies`).
+    /// protobuf-encoded, into this directory (for `checkout-ceiling --replies`); and the
+    /// WatchSession events and ExpireSession reply of a second session, ended for it.
     #[arg(long)]
     dump_replies: Option<PathBuf>,
     /// Deadline of each unary call (milliseconds); a call past it counts as DEADLINE_EXCEEDED.
@@ -326,7 +327,38 @@ async fn prepare(
         };
         let session = client.get_session(caller.request(get)).await?.into_inner();
         std::fs::write(dir.join("get.bin"), session.encode_to_vec())?;
+        dump_watch(caller, &mut client, dir).await?;
     }
+    Ok(())
+}
+
+/// The WatchSession messages for the ceiling, captured on a session of their own (it is
+/// ended here): the first event (`watch-open.bin`), the ExpireSession reply (`expire.bin`)
+/// and the terminal event (`watch-end.bin`).
+async fn dump_watch(
+    caller: &Caller,
+    client: &mut CheckoutServiceClient<Channel>,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let created = client.create_session(caller.order()).await?.into_inner();
+    let session_id = created.session.map(|s| s.id).unwrap_or_default();
+    let mut req = caller.request(pb::WatchSessionRequest {
+        session_id: session_id.clone(),
+    });
+    req.metadata_mut().remove("grpc-timeout");
+    let mut stream = client.watch_session(req).await?.into_inner();
+    let next = |m: Option<pb::SessionEvent>| m.ok_or_else(|| anyhow::anyhow!("watch ended early"));
+    let open = next(stream.message().await?)?;
+    let expire = pb::ExpireSessionRequest { session_id };
+    let expired = client
+        .expire_session(caller.request(expire))
+        .await?
+        .into_inner();
+    let end = tokio::time::timeout(caller.timeout, stream.message()).await??;
+    let end = next(end)?;
+    std::fs::write(dir.join("watch-open.bin"), open.encode_to_vec())?;
+    std::fs::write(dir.join("expire.bin"), expired.encode_to_vec())?;
+    std::fs::write(dir.join("watch-end.bin"), end.encode_to_vec())?;
     Ok(())
 }
 

@@ -254,7 +254,6 @@ impl CheckoutService for Checkout {
             view: self.view.clone(),
             audience: Audience::from(&caller.credential),
             subscription,
-            shutdown: self.shutdown.clone(),
             metrics: self.metrics.clone(),
         };
         Ok(Response::new(watch_stream(watcher, first)))

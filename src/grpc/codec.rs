@@ -14,6 +14,14 @@ use tonic::{
 };
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
+/// tonic allocates this much per response (per stream, for as long as a stream lasts) to
+/// encode into; a message that needs more grows it. tonic's default, 8 KiB, is far above
+/// our replies (a session is about 250 bytes) and cost a freshly touched page per open
+/// WatchSession stream, plus the allocator churn of freeing 10,000 of them in a fan-out.
+const ENCODE_BUFFER_BYTES: usize = 1024;
+/// tonic's default: a stream hands its encoded messages to HTTP/2 at least this often.
+const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
+
 /// Generated code builds it with `Default` for each method, like `ProstCodec`.
 #[derive(Debug, Clone)]
 pub struct CheckoutCodec<T, U>(PhantomData<(T, U)>);
@@ -35,7 +43,10 @@ where
     type Decoder = CheckedDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+        ProstEncoder::new(BufferSettings::new(
+            ENCODE_BUFFER_BYTES,
+            YIELD_THRESHOLD_BYTES,
+        ))
     }
 
     fn decoder(&mut self) -> Self::Decoder {

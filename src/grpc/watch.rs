@@ -4,7 +4,8 @@
 //! one event per status change, ending after a terminal one.
 //!
 //! There is no task or channel per stream: the response stream itself waits on the hub's
-//! `watch` channel and on shutdown, so an idle stream is a few hundred bytes and no timer.
+//! `watch` channel, which also carries shutdown (`Hub::close`), so an idle stream is a few
+//! hundred bytes, one waiter and no timer.
 //! The event for a snapshot is built once per audience and previous status and shared, so
 //! fanning one ending out to thousands of watchers is a clone and an encode each.
 use super::session_pb::{status_to_pb, Audience, SessionView};
@@ -21,7 +22,6 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
 };
-use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::Status as GrpcStatus;
 
@@ -32,7 +32,6 @@ pub struct Watcher {
     pub view: Arc<SessionView>,
     pub audience: Audience,
     pub subscription: Subscription,
-    pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -156,14 +155,11 @@ async fn next(mut state: State) -> Option<(Item, State)> {
     let last = state.last?;
     let w = &mut state.watcher;
     let (item, status) = loop {
-        let snapshot = tokio::select! {
-            _ = w.shutdown.wait_for(|stopping| *stopping) => {
-                let status = GrpcStatus::unavailable(
-                    "server is shutting down; watch again to reach another replica",
-                );
-                break (Err(status), None);
-            }
-            snapshot = w.subscription.changed() => snapshot,
+        let Some(snapshot) = w.subscription.changed().await else {
+            let status = GrpcStatus::unavailable(
+                "server is shutting down; watch again to reach another replica",
+            );
+            break (Err(status), None);
         };
         match snapshot.status() {
             Ok(Some(status)) if status == last => continue,

@@ -121,7 +121,7 @@ pub async fn burst_during_a_read_is_coalesced_not_lost(ctx: Ctx) {
     .await;
     let published = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let snapshot = subscription.changed().await;
+            let snapshot = subscription.changed().await.expect("the hub is not closed");
             if snapshot.status().unwrap() == Some(Status::Completed) {
                 break snapshot;
             }
