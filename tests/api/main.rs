@@ -17,6 +17,7 @@ mod echo_bounds;
 mod events;
 mod events_cli;
 mod events_live;
+mod events_shared;
 mod exposition;
 mod fixtures;
 mod grpc_web;
@@ -208,6 +209,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         events_live::slow_consumer_gets_everything,
         events_live::concurrent_writers_and_resuming_consumers,
         events_live::watch_ends_unavailable_on_shutdown,
+        events_shared::many_streams_share_reads_and_each_gets_its_own_events,
         events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());
