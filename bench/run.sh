@@ -4,13 +4,14 @@
 # table shows medians. See bench/README.md.
 #
 #   bench/run.sh                      # everything, SQLite and PostgreSQL (≈ 10 min)
-#   bench/run.sh get                  # one part: latency | get | create | watch | stale
+#   bench/run.sh get                  # one part: latency | get | create | watch | stale | feed
 #   bench/run.sh create postgres      # one part, one backend (sqlite | postgres)
 #   bench/run.sh --smoke              # every part, 1 short round each (≈ 2 min)
 #
 # Settings (environment): ROUNDS (5), SECS (throughput round, 4 s), LAT_SECS (latency
 # round, 2 s), RATE_SECS (open-loop round, 2 s), CONCURRENCY (32), PGBENCH_CLIENTS (16),
-# WATCHERS (10000), IDLE_SECS (20), STALE_ROWS (200000),
+# WATCHERS (10000), IDLE_SECS (20), STALE_ROWS (200000), CONSUMERS (1000), FEED_EVENTS (20),
+# FEED_GAP_MS (100),
 # PG_URL (postgres://postgres@127.0.0.1:5432), PG_LOG (the server log, found if unset),
 # BENCH_TMP (work directory parent; default the cargo target directory), BENCH_KEEP=1 keeps
 # the work directory.
@@ -31,6 +32,9 @@ PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-16}
 WATCHERS=${WATCHERS:-10000}
 IDLE_SECS=${IDLE_SECS:-20}
 STALE_ROWS=${STALE_ROWS:-200000}
+CONSUMERS=${CONSUMERS:-1000}
+FEED_EVENTS=${FEED_EVENTS:-20}
+FEED_GAP_MS=${FEED_GAP_MS:-100}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 # Calls traced one at a time to read the service's SQL and round trips.
 CAPTURE_CALLS=9
@@ -39,22 +43,22 @@ PARTS=()
 BACKENDS=()
 for arg in "$@"; do
   case "$arg" in
-    latency | get | create | watch | stale) PARTS+=("$arg") ;;
-    all) PARTS=(latency get create watch stale) ;;
+    latency | get | create | watch | stale | feed) PARTS+=("$arg") ;;
+    all) PARTS=(latency get create watch stale feed) ;;
     sqlite | postgres) BACKENDS+=("$arg") ;;
     --smoke)
-      ROUNDS=1 SECS=1 LAT_SECS=1 RATE_SECS=1 WATCHERS=1000 IDLE_SECS=2 STALE_ROWS=10000 ;;
+      ROUNDS=1 SECS=1 LAT_SECS=1 RATE_SECS=1 WATCHERS=1000 IDLE_SECS=2 STALE_ROWS=10000 CONSUMERS=200 ;;
     -h | --help)
-      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
       exit 0 ;;
     *)
       echo "unknown argument: $arg (see bench/run.sh --help)" >&2
       exit 2 ;;
   esac
 done
-[ ${#PARTS[@]} -gt 0 ] || PARTS=(latency get create watch stale)
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(latency get create watch stale feed)
 [ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(sqlite postgres)
-for n in ROUNDS SECS LAT_SECS RATE_SECS CONCURRENCY PGBENCH_CLIENTS WATCHERS IDLE_SECS STALE_ROWS; do
+for n in ROUNDS SECS LAT_SECS RATE_SECS CONCURRENCY PGBENCH_CLIENTS WATCHERS IDLE_SECS STALE_ROWS CONSUMERS FEED_EVENTS FEED_GAP_MS; do
   [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive integer" >&2; exit 2; }
 done
 ((ROUNDS <= 50 && SECS <= 60 && LAT_SECS <= 60 && RATE_SECS <= 60 && IDLE_SECS <= 120)) ||
@@ -96,6 +100,8 @@ cleanup() {
       log "could not drop database $db; drop it by hand"
   done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  # A worktree the feed part left behind when interrupted (bench/feed.sh).
+  git -C "$ROOT" worktree prune 2>/dev/null || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -150,7 +156,7 @@ start_service() { # NAME DATABASE_URL [VAR=VALUE …]
   env DATABASE_URL="$url" CHECKOUT_LISTEN_ADDR=127.0.0.1:0 CHECKOUT_RATE_LIMIT_PER_SECOND=0 \
     RUST_LOG=warn CHECKOUT_DEMO_SEED=true CHECKOUT_PLATFORM_TOKEN="pt_bench_${RAND}_0123456789abcdefghijklmnop" \
     CHECKOUT_SECRETS_KEY="${CHECKOUT_SECRETS_KEY:-$BENCH_SECRETS_KEY}" CHECKOUT_SHUTDOWN_DELAY_SECONDS=0 \
-    CHECKOUT_SHUTDOWN_GRACE_SECONDS=2 "$@" "$BIN/checkout" serve >"$out" 2>"$WORK/svc-$name.err" &
+    CHECKOUT_SHUTDOWN_GRACE_SECONDS=2 "$@" "${CHECKOUT_BIN:-$BIN/checkout}" serve >"$out" 2>"$WORK/svc-$name.err" &
   SVC_PID=$!
   PIDS+=("$SVC_PID")
   for _ in $(seq 1 600); do
@@ -458,6 +464,9 @@ part_stale() {
   stop_pid "$fpid"
 }
 
+# The event feed's part (issue 12): part_feed, part_feed_off.
+. "$ROOT/bench/feed.sh"
+
 # ---------------------------------------------------------------------------------------
 # PostgreSQL: reachable? Then the bench database, and the capture of the service's SQL.
 PG_OK=0
@@ -584,6 +593,7 @@ run_backend() { # sqlite | postgres
   stop_pid "$pid"
 }
 
+if has_part feed; then build_feed_off; fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for backend in sqlite postgres; do
   has_backend "$backend" || continue
@@ -594,6 +604,13 @@ for backend in sqlite postgres; do
     [ "$backend" = postgres ] && label=PostgreSQL
     log "== $label: watch"
     part_watch "$label" "$backend"
+  fi
+  if has_part feed; then
+    label=SQLite
+    [ "$backend" = postgres ] && label=PostgreSQL
+    log "== $label: feed"
+    part_feed "$label" "$backend"
+    part_feed_off "$label" "$backend"
   fi
 done
 if has_part stale && has_backend postgres && ((PG_OK)); then
@@ -607,7 +624,7 @@ REPORT="$WORK/report.md"
 {
   echo "# checkout benchmark: $STARTED, commit $COMMIT"
   echo
-  echo "- command: \`bench/run.sh $*\` (ROUNDS=$ROUNDS SECS=$SECS LAT_SECS=$LAT_SECS RATE_SECS=$RATE_SECS CONCURRENCY=$CONCURRENCY PGBENCH_CLIENTS=$PGBENCH_CLIENTS WATCHERS=$WATCHERS IDLE_SECS=$IDLE_SECS STALE_ROWS=$STALE_ROWS)"
+  echo "- command: \`bench/run.sh $*\` (ROUNDS=$ROUNDS SECS=$SECS LAT_SECS=$LAT_SECS RATE_SECS=$RATE_SECS CONCURRENCY=$CONCURRENCY PGBENCH_CLIENTS=$PGBENCH_CLIENTS WATCHERS=$WATCHERS IDLE_SECS=$IDLE_SECS STALE_ROWS=$STALE_ROWS CONSUMERS=$CONSUMERS FEED_EVENTS=$FEED_EVENTS FEED_GAP_MS=$FEED_GAP_MS)"
   echo "- machine: $(nproc) CPUs ($CPU), $MEM, Linux $(uname -r); load average before $LOAD_BEFORE, after $LOAD_AFTER"
   echo "- PostgreSQL: ${PG_VERSION:-not used}; SQLite ceiling: Python $(python3 -c 'import sqlite3,sys; print(sys.version.split()[0], "sqlite", sqlite3.sqlite_version)')"
   echo "- release build; service with CHECKOUT_RATE_LIMIT_PER_SECOND=0 RUST_LOG=warn; service, databases and load generator share this machine (loopback)"

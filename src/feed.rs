@@ -9,33 +9,97 @@
 //! once more. Wake-ups come from this replica's own commits and, on PostgreSQL, from the
 //! listener (`checkout_feed` notifications from every replica); after a listener reconnect
 //! every feed is woken, so nothing committed while it was down waits for long.
+//!
+//! Shared reads: the watchers of a feed that are caught up all stand at the same position,
+//! and one wake-up sends them all to read the same page (and then, at the position after it,
+//! to find nothing more). So each entry keeps the latest [`TailRead`]s, one per position: a
+//! watcher at that position joins it instead of reading by itself (one read and one build of
+//! the events per wake-up, not one per watcher). A watcher may join only a read that started
+//! after the last wake-up it saw: wake-ups are numbered, a read is stamped with the number
+//! current when it was set up, and a wake-up is sent after its commit, so such a read sees
+//! everything that woke the watcher. The reads kept are few (`TAIL_READS`) and dropped as
+//! soon as a newer wake-up makes them useless, so a page is held only while it is shared.
+use crate::{domain::feed::EventKind, pb};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 
 type Key = (String, String);
 
+/// Shared reads kept per feed: the caught-up position and the one after its last page,
+/// with room for watchers that are a little behind.
+const TAIL_READS: usize = 8;
+
+/// One event of a shared page, built once for every watcher that joins the read.
+pub struct SharedEvent {
+    pub position: i64,
+    pub kind: EventKind,
+    pub event: pb::Event,
+}
+
+/// The page after `after`, read once for every watcher at that position.
+pub struct TailRead {
+    pub after: i64,
+    /// The wake-up number current when this read was set up (it starts later).
+    generation: u64,
+    /// `None`: the read failed (each watcher then reads by itself, to get its own error).
+    pub page: OnceCell<Option<Arc<[SharedEvent]>>>,
+}
+
+struct Entry {
+    /// The wake-up number; each wake-up adds one.
+    wake: watch::Sender<u64>,
+    tail: Tail,
+}
+
+type Tail = Arc<Mutex<HashMap<i64, Arc<TailRead>>>>;
+
 #[derive(Default)]
 pub struct FeedHub {
-    feeds: Mutex<HashMap<Key, watch::Sender<()>>>,
+    feeds: Mutex<HashMap<Key, Entry>>,
 }
 
 /// A watcher's interest in one feed; dropping it unsubscribes.
 pub struct FeedSubscription {
     hub: Arc<FeedHub>,
     key: Key,
-    rx: Option<watch::Receiver<()>>,
+    rx: Option<watch::Receiver<u64>>,
+    tail: Tail,
 }
 
 impl FeedSubscription {
     /// Marks every wake-up so far as seen: call it before reading the feed, so that a
-    /// commit after the read still wakes `woken`.
-    pub fn seen(&mut self) {
-        if let Some(rx) = self.rx.as_mut() {
-            rx.borrow_and_update();
+    /// commit after the read still wakes `woken`. Returns the wake-up number seen.
+    pub fn seen(&mut self) -> u64 {
+        self.rx.as_mut().map_or(0, |rx| *rx.borrow_and_update())
+    }
+
+    /// The shared read after `after` that started after wake-up `seen` (see the module
+    /// docs): the one in progress or done if it qualifies, else a new one.
+    pub fn tail_read(&self, after: i64, seen: u64) -> Arc<TailRead> {
+        let mut tail = self.tail.lock().expect("feed tail lock");
+        if let Some(t) = tail.get(&after).filter(|t| t.generation >= seen) {
+            return t.clone();
         }
+        // Taken under the tail lock, before the read starts: the read sees every commit
+        // whose wake-up this number counts.
+        let generation = self.rx.as_ref().map_or(0, |rx| *rx.borrow());
+        let t = Arc::new(TailRead {
+            after,
+            generation,
+            page: OnceCell::new(),
+        });
+        // Reads stamped before a later wake-up can be joined by no one who saw it.
+        tail.retain(|_, t| t.generation >= generation);
+        if tail.len() >= TAIL_READS {
+            if let Some(&lowest) = tail.keys().min() {
+                tail.remove(&lowest);
+            }
+        }
+        tail.insert(after, t.clone());
+        t
     }
 
     /// Waits for a wake-up not yet seen.
@@ -55,7 +119,7 @@ impl Drop for FeedSubscription {
         drop(self.rx.take());
         if feeds
             .get(&self.key)
-            .is_some_and(|tx| tx.receiver_count() == 0)
+            .is_some_and(|e| e.wake.receiver_count() == 0)
         {
             feeds.remove(&self.key);
         }
@@ -65,32 +129,31 @@ impl Drop for FeedSubscription {
 impl FeedHub {
     pub fn subscribe(self: &Arc<Self>, store: &str, env: &str) -> FeedSubscription {
         let key = (store.to_owned(), env.to_owned());
-        let rx = self
-            .feeds
-            .lock()
-            .expect("feed hub lock")
-            .entry(key.clone())
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe();
+        let mut feeds = self.feeds.lock().expect("feed hub lock");
+        let entry = feeds.entry(key.clone()).or_insert_with(|| Entry {
+            wake: watch::channel(0).0,
+            tail: Arc::default(),
+        });
         FeedSubscription {
             hub: self.clone(),
             key,
-            rx: Some(rx),
+            rx: Some(entry.wake.subscribe()),
+            tail: entry.tail.clone(),
         }
     }
 
     /// This feed committed something (or may have).
     pub fn wake(&self, store: &str, env: &str) {
         let feeds = self.feeds.lock().expect("feed hub lock");
-        if let Some(tx) = feeds.get(&(store.to_owned(), env.to_owned())) {
-            tx.send_replace(());
+        if let Some(e) = feeds.get(&(store.to_owned(), env.to_owned())) {
+            e.wake.send_modify(|n| *n += 1);
         }
     }
 
     /// Every feed may have changed (a reconnected listener, a sweep over many stores).
     pub fn wake_all(&self) {
-        for tx in self.feeds.lock().expect("feed hub lock").values() {
-            tx.send_replace(());
+        for e in self.feeds.lock().expect("feed hub lock").values() {
+            e.wake.send_modify(|n| *n += 1);
         }
     }
 

@@ -12,6 +12,9 @@
 //! - `watch`: opens `--watchers` WatchSession streams on one freshly created session over
 //!   `--connections` connections, waits (`--hold-file` / `--hold-seconds`), ends the session
 //!   with ExpireSession and reports how long each watcher waited for the ending.
+//! - `feed`: opens `--consumers` WatchEvents streams on the key's store, creates `--events`
+//!   sessions `--gap-ms` apart and reports how long each event took to reach each consumer,
+//!   and whether every consumer saw every event exactly once, in order (`loadgen/feed.rs`).
 //!
 //! Output: one summary line, or one JSON object with `--json`. Errors are counted per gRPC
 //! code, with the first message seen for each code.
@@ -35,6 +38,9 @@ use tonic::{
     Code, Request, Status,
 };
 
+#[path = "loadgen/feed.rs"]
+mod feed;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// CreateSession with one catalog line.
@@ -43,6 +49,8 @@ enum Mode {
     Get,
     /// N WatchSession streams on one new session, then ExpireSession: fan-out latency.
     Watch,
+    /// N WatchEvents streams, then K CreateSession calls: feed fan-out latency.
+    Feed,
 }
 
 #[derive(Parser, Debug)]
@@ -106,14 +114,24 @@ struct Args {
     /// watch: streams to open (at most 100000).
     #[arg(long, default_value_t = 10_000)]
     watchers: usize,
-    /// watch: streams being opened at once.
+    /// watch, feed: streams being opened at once.
     #[arg(long, default_value_t = 256)]
     open_concurrency: usize,
-    /// watch: once every stream is open, wait until this file exists before ending the
-    /// session (at most --hold-seconds). Lets a script measure the idle server meanwhile.
+    /// feed: WatchEvents streams to open (at most 100000).
+    #[arg(long, default_value_t = 1000)]
+    consumers: usize,
+    /// feed: sessions created (one at a time) once every stream is live.
+    #[arg(long, default_value_t = 20)]
+    events: usize,
+    /// feed: time from one CreateSession's send to the next one's (milliseconds).
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
+    /// watch, feed: once every stream is open (feed: live), wait until this file exists before
+    /// ending the session (feed: creating the measured sessions), at most --hold-seconds.
+    /// Lets a script measure the idle server meanwhile.
     #[arg(long)]
     hold_file: Option<PathBuf>,
-    /// watch: the longest wait for --hold-file, or the wait itself without it.
+    /// watch, feed: the longest wait for --hold-file, or the wait itself without it.
     #[arg(long, default_value_t = 0.0)]
     hold_seconds: f64,
     /// Print one JSON object instead of the summary line.
@@ -274,7 +292,7 @@ impl Caller {
                 .await?
                 .get_ref()
                 .encoded_len()),
-            Mode::Get | Mode::Watch => {
+            Mode::Get | Mode::Watch | Mode::Feed => {
                 let get = pb::GetSessionRequest {
                     session_id: self.session_id.clone(),
                 };
@@ -792,7 +810,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--product is needed (unless --mode get with --session-id)");
     }
     let connections = args.connections.unwrap_or(match args.mode {
-        Mode::Watch => 20,
+        Mode::Watch | Mode::Feed => 20,
         _ => args.concurrency.clamp(1, 8),
     });
     let channels = connect(&args.addr, connections.clamp(1, 1000)).await?;
@@ -809,11 +827,12 @@ async fn main() -> anyhow::Result<()> {
         &args,
         &mut caller,
         channels[0].clone(),
-        args.mode != Mode::Create,
+        matches!(args.mode, Mode::Get | Mode::Watch),
     )
     .await?;
     match (args.mode, args.rate) {
         (Mode::Watch, _) => watch(&args, &caller, &channels).await?,
+        (Mode::Feed, _) => feed::run(&args, &caller, &channels).await?,
         (_, Some(rate)) => {
             let (out, elapsed) = open_loop(&args, &caller, &channels, rate).await?;
             report(&args, out, elapsed, channels.len());

@@ -5,7 +5,9 @@
 //! its feed is woken (src/feed.rs) or on a slow safety timer, reads what is after it. So
 //! replay and live delivery are one loop with no switch-over to get wrong: no event twice,
 //! none skipped. The stream holds at most one page; a slow consumer is simply read for
-//! later, from the database, and costs the server no more memory than a fast one.
+//! later, from the database, and costs the server no more memory than a fast one. Streams
+//! at the same position share one read and one build of its page (src/feed.rs, `TailRead`):
+//! a new event costs one read however many streams are caught up.
 use super::{
     convert,
     session_pb::{Audience, SessionView},
@@ -25,7 +27,7 @@ use crate::{
         Environment, Invalid,
     },
     error::{AppError, AppResult},
-    feed::{FeedHub, FeedSubscription},
+    feed::{FeedHub, FeedSubscription, SharedEvent},
     pb,
 };
 use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
@@ -126,6 +128,23 @@ impl Feed {
         Ok(decode_cursor("after_cursor", cursor, store, env)?)
     }
 
+    /// A stream's page after `after`, built once to be shared by the streams there.
+    async fn shared_page(&self, after: i64) -> AppResult<Arc<[SharedEvent]>> {
+        let events = self.read(Some(after), &[], WATCH_PAGE).await?;
+        events
+            .into_iter()
+            .map(|e| {
+                let (position, kind) = (e.position, e.kind);
+                let event = self.event(e)?;
+                Ok(SharedEvent {
+                    position,
+                    kind,
+                    event,
+                })
+            })
+            .collect()
+    }
+
     /// Up to `limit` events after `after` (`None`: from the oldest retained), as sent.
     pub async fn page(&self, after: Option<i64>, limit: i64) -> AppResult<Vec<pb::Event>> {
         let events = self.read(after, &[], limit).await?;
@@ -179,7 +198,7 @@ impl Feed {
             }
             Some(after) => {
                 state.last = after;
-                state.fill().await?;
+                state.fill(false).await?;
             }
         }
         let stream =
@@ -200,41 +219,57 @@ struct Watch {
     /// Empty: every type. The filter is applied after reading, so `last` passes over
     /// events of other types and no read scans them twice.
     kinds: Vec<EventKind>,
-    buffer: VecDeque<FeedEvent>,
+    buffer: VecDeque<pb::Event>,
     subscription: FeedSubscription,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Watch {
     /// Reads the next page after `last` into the buffer; `false` if there was nothing.
-    async fn fill(&mut self) -> AppResult<bool> {
-        self.subscription.seen();
-        let events = self.feed.read(Some(self.last), &[], WATCH_PAGE).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+    /// The read is shared with the other streams at `last` unless `own` (the safety poll,
+    /// which must not be answered by a read from before a lost wake-up).
+    async fn fill(&mut self, own: bool) -> AppResult<bool> {
+        let seen = self.subscription.seen();
+        let shared = match own {
+            true => None,
+            false => {
+                let tail = self.subscription.tail_read(self.last, seen);
+                let feed = &self.feed;
+                let page = tail.page.get_or_init(|| async {
+                    // A failed shared read: each stream reads by itself, for its own error.
+                    feed.shared_page(tail.after).await.ok()
+                });
+                page.await.clone()
+            }
+        };
+        let page = match shared {
+            Some(page) => page,
+            None => self.feed.shared_page(self.last).await?,
+        };
+        let Some(last) = page.last().map(|e| e.position) else {
             return Ok(false);
         };
         self.last = last;
+        let kinds = &self.kinds;
         self.buffer.extend(
-            events
-                .into_iter()
-                .filter(|e| self.kinds.is_empty() || self.kinds.contains(&e.kind)),
+            page.iter()
+                .filter(|e| kinds.is_empty() || kinds.contains(&e.kind))
+                .map(|e| e.event.clone()),
         );
         Ok(true)
     }
 
     /// The next event, and the state after it (`None`: the stream ends after this item).
     async fn next(mut self) -> Option<(Result<pb::Event, GrpcStatus>, Option<Watch>)> {
+        let mut own = false;
         loop {
-            if let Some(e) = self.buffer.pop_front() {
-                return match self.feed.event(e) {
-                    Ok(event) => Some((Ok(event), Some(self))),
-                    Err(e) => Some((Err(e.into()), None)),
-                };
+            if let Some(event) = self.buffer.pop_front() {
+                return Some((Ok(event), Some(self)));
             }
             if *self.shutdown.borrow() {
                 return Some((Err(shutting_down()), None));
             }
-            match self.fill().await {
+            match self.fill(std::mem::take(&mut own)).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 // The stream ends with the error; the client resumes from its last cursor.
@@ -242,7 +277,7 @@ impl Watch {
             }
             tokio::select! {
                 _ = self.subscription.woken() => {}
-                _ = tokio::time::sleep(SAFETY_POLL) => {}
+                _ = tokio::time::sleep(SAFETY_POLL) => own = true,
                 _ = self.shutdown.wait_for(|stopping| *stopping) => {
                     return Some((Err(shutting_down()), None));
                 }

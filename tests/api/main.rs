@@ -19,6 +19,7 @@ mod events_cli;
 mod events_faults;
 mod events_live;
 mod events_memory;
+mod events_shared;
 mod exposition;
 mod fixtures;
 mod grpc_web;
@@ -211,6 +212,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         events_memory::slow_consumers_cost_a_page_and_get_everything,
         events_live::concurrent_writers_and_resuming_consumers,
         events_live::watch_ends_unavailable_on_shutdown,
+        events_shared::many_streams_share_reads_and_each_gets_its_own_events,
         events_cli::tail_prints_json_lines,
     ];
     all.extend(auth_replicas::postgres_only());

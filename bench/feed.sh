@@ -1,0 +1,142 @@
+# bench/feed.sh: the `feed` part of bench/run.sh (issue 12 item 6), sourced by it; uses its
+# helpers (start_service, lg, add_row, note, …). See bench/README.md, "The event feed".
+
+# The service without the feed: the first parent of the merge that brought the feed
+# (05a3e5a). The feed writes its events inside CreateSession's transaction and cannot be
+# switched off without breaking SPEC §11, so "feed off" is the code before it.
+FEED_MERGE=05a3e5a
+FEED_OFF_BIN=""
+
+csv() { local IFS=,; echo "$*"; }
+
+# Builds (once; kept between runs under the target directory) the pre-feed `checkout`.
+build_feed_off() {
+  local commit cache src
+  commit=$(git rev-parse --verify -q "$FEED_MERGE^1") ||
+    { note "feed off: commit $FEED_MERGE is not in this repository; the feed on/off row is skipped"; return 0; }
+  cache="$TARGET_DIR/bench-feed-off"
+  FEED_OFF_BIN="$cache/checkout-${commit:0:12}"
+  [ -x "$FEED_OFF_BIN" ] && return 0
+  # Its own target directory; seeded from this one's release build (same dependencies, so
+  # only the checkout crate itself compiles).
+  if [ ! -d "$cache/target/release" ] && [ -d "$TARGET_DIR/release/deps" ]; then
+    mkdir -p "$cache/target"
+    cp -a --reflink=auto "$TARGET_DIR/release" "$cache/target/release"
+  fi
+  src="$WORK/feed-off-src"
+  log "feed off: building checkout at ${commit:0:12} (the parent of the feed's merge) into $cache"
+  git worktree add -q --detach "$src" "$commit" || { note "feed off: git worktree add failed"; FEED_OFF_BIN=""; return 0; }
+  if (cd "$src" && CARGO_TARGET_DIR="$cache/target" cargo build --release --quiet --bin checkout); then
+    cp "$cache/target/release/checkout" "$FEED_OFF_BIN"
+  else
+    note "feed off: building ${commit:0:12} failed; the feed on/off row is skipped"
+    FEED_OFF_BIN=""
+
+csv() { local IFS=,; echo "$*"; }
+  fi
+  git worktree remove --force "$src" || true
+}
+
+# A fresh database for BACKEND; prints its URL (PostgreSQL databases are dropped on exit).
+fresh_db() { # BACKEND NAME
+  if [ "$1" = sqlite ]; then
+    mkdir -p "$WORK/$2"
+    echo "sqlite://$WORK/$2/checkout.db"
+  else
+    psql "$PG_URL/postgres" -X -q -c "CREATE DATABASE ${DB}_$2" >/dev/null || die "creating ${DB}_$2"
+    echo "$PG_URL/${DB}_$2"
+  fi
+}
+
+drop_db() { # BACKEND NAME
+  if [ "$1" = sqlite ]; then
+    rm -rf "${WORK:?}/$2"
+  else
+    psql "$PG_URL/postgres" -X -q -c "DROP DATABASE IF EXISTS ${DB}_$2 WITH (FORCE)" >/dev/null ||
+      note "could not drop ${DB}_$2"
+  fi
+}
+
+# CONSUMERS WatchEvents streams on a fresh service and database; FEED_EVENTS sessions
+# created one at a time, FEED_GAP_MS apart; ROUNDS runs of the load generator on it (fresh
+# streams each). RSS before and with the streams open, from the first round.
+part_feed() { # LABEL BACKEND
+  local label=$1 backend=$2 url r f go lgpid rss0="" rss1="" rss
+  url=$(fresh_db "$backend" feed)
+  [ "$backend" = postgres ] && DATABASES+=("${DB}_feed")
+  start_service "feed-$backend" "$url"
+  local key=$SEED_KEY product=$SEED_PRODUCT pid=$SVC_PID addr=$SVC_ADDR
+  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 4 --seconds 1 --json >"$WORK/feed-$backend.warm" 2>&1 ||
+    die "warming the feed service"
+  sleep 1
+  rss0=$(rss_mib "$pid")
+  local p99=() p50=() reply99=() exact=() missing=0 dups=0 lost=0 order=0 created=() opened=()
+  for r in $(seq 1 "$ROUNDS"); do
+    f="$WORK/feed-$backend-$r" go="$WORK/feed-$backend-$r.go"
+    "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode feed --consumers "$CONSUMERS" \
+      --events "$FEED_EVENTS" --gap-ms "$FEED_GAP_MS" --hold-file "$go" --hold-seconds 60 --json >"$f" 2>"$f.err" &
+    lgpid=$!
+    PIDS+=("$lgpid")
+    for _ in $(seq 1 1800); do
+      grep -q 'streams live' "$f.err" && break
+      kill -0 "$lgpid" 2>/dev/null || break
+      sleep 0.1
+    done
+    grep -q 'streams live' "$f.err" || { cat "$f.err" >&2; die "feed streams did not go live within 180 s"; }
+    if [ "$r" = 1 ]; then
+      sleep 1
+      rss1=$(rss_mib "$pid")
+    fi
+    touch "$go"
+    wait "$lgpid" || die "feed run failed: $(cat "$f.err")"
+    forget "$lgpid"
+    p99+=("$(jv "$f" fanout_from_send_p99_ms)")
+    p50+=("$(jv "$f" fanout_from_send_p50_ms)")
+    reply99+=("$(jv "$f" fanout_from_reply_p99_ms)")
+    exact+=("$(jv "$f" exactly_once_in_order)")
+    opened+=("$(jv "$f" opened)")
+    created+=("$(jv "$f" created)")
+    missing=$((missing + $(jv "$f" missing)))
+    dups=$((dups + $(jv "$f" duplicates)))
+    lost=$((lost + $(jv "$f" lost)))
+    order=$((order + $(jv "$f" out_of_order)))
+    log "$label feed round $r/$ROUNDS: event → consumer p99 ${p99[-1]} ms (p50 ${p50[-1]} ms, from the reply p99 ${reply99[-1]} ms); exactly once in order ${exact[-1]} of $CONSUMERS"
+    [ "${opened[-1]}" = "$CONSUMERS" ] || note "$label feed round $r: ${opened[-1]} of $CONSUMERS streams opened; $(jv "$f" open_errors_by_code)"
+    [ "${created[-1]}" = "$FEED_EVENTS" ] || note "$label feed round $r: ${created[-1]} of $FEED_EVENTS CreateSession calls succeeded; $(jv "$f" create_errors_by_code)"
+    [ "$(jv "$f" lost_errors_by_code)" = "{}" ] || note "$label feed round $r: streams lost: $(jv "$f" lost_errors_by_code)"
+  done
+  rss=$rss1
+  add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS before" MiB "" "$rss0" ""
+  add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS with them open" MiB "" "$rss" "" "over 20 connections"
+  add_row "$label" "$CONSUMERS WatchEvents consumers: new event → every consumer, p99" ms "service<50" "$(csv "${p99[@]}")" "" \
+    "from CreateSession sent, $FEED_EVENTS events ${FEED_GAP_MS} ms apart per round; p50 $(py report.py median "${p50[@]}" | cut -c1-6) ms; from its reply p99 $(py report.py median "${reply99[@]}" | cut -c1-6) ms"
+  add_row "$label" "consumers that saw every event exactly once, in order" "" "service>=$CONSUMERS" "$(csv "${exact[@]}")" "" \
+    "all rounds: missing $missing, duplicates $dups, out of order $order (consumers), streams lost $lost"
+  stop_pid "$pid"
+  drop_db "$backend" feed
+}
+
+# CreateSession c32 throughput of this build (A) against the pre-feed build (B), each round
+# on a fresh service and database, A B A B …; the part `create`'s load-generator arguments.
+part_feed_off() { # LABEL BACKEND
+  local label=$1 backend=$2 r f url side bin
+  [ -n "$FEED_OFF_BIN" ] || return 0
+  local on=() off=()
+  for r in $(seq 1 "$ROUNDS"); do
+    for side in a b; do
+      bin="$BIN/checkout"
+      [ "$side" = b ] && bin=$FEED_OFF_BIN
+      f="$WORK/feedoff-$backend-$r.$side"
+      url=$(fresh_db "$backend" "feedoff_$side")
+      [ "$backend" = postgres ] && DATABASES+=("${DB}_feedoff_$side")
+      CHECKOUT_BIN=$bin start_service "feedoff-$backend-$side" "$url"
+      lg "$f" "$SVC_ADDR" "$SEED_KEY" "$SEED_PRODUCT" --mode create --concurrency "$CONCURRENCY" --seconds "$SECS" --idempotency
+      stop_pid "$SVC_PID"
+      drop_db "$backend" "feedoff_$side"
+      if [ "$side" = a ]; then on+=("$(jv "$f" throughput)"); else off+=("$(jv "$f" throughput)"); fi
+    done
+    log "$label create c$CONCURRENCY round $r/$ROUNDS: feed on ${on[-1]}/s, feed off ${off[-1]}/s"
+  done
+  add_row "$label" "CreateSession c$CONCURRENCY throughput, feed on vs off" /s "ratio>=0.9" "$(csv "${on[@]}")" "$(csv "${off[@]}")" \
+    "off: the build of $(git rev-parse --short=12 "$FEED_MERGE^1"), before the feed; fresh service and database each round"
+}
