@@ -10,7 +10,7 @@ use super::{
 use crate::secrets::{client_token_hash, Keyring};
 use anyhow::Context;
 use diesel::prelude::*;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::RunQueryDsl;
 
 /// How many rows each step changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,12 +44,34 @@ pub async fn reseal(db: &Db, keys: &Keyring) -> anyhow::Result<Resealed> {
     if done != Resealed::default() && matches!(db, Db::Sqlite { .. }) {
         // The replaced values may still sit in WAL frames: copy them out and empty the WAL.
         // (Freed cells in the pages themselves are zeroed: `secure_delete` in `connect`.)
-        with_conn!(db, |conn| {
-            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                .await?
-        });
+        truncate_wal(db).await?;
     }
     Ok(done)
+}
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct Checkpointed {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
+/// A TRUNCATE checkpoint that completed. It answers busy, without waiting, while the
+/// background checkpointer (`super::checkpoint`) is in the middle of one of its own; that
+/// takes milliseconds, so it is tried again for up to 5 s.
+async fn truncate_wal(db: &Db) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        let row: Checkpointed = with_conn!(db, |conn| {
+            diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .get_result(conn)
+                .await?
+        });
+        if row.busy == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the SQLite WAL could not be emptied after re-sealing secrets (busy for 5 s)")
 }
 
 async fn reseal_endpoints(db: &Db, keys: &Keyring) -> anyhow::Result<usize> {
