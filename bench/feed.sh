@@ -31,8 +31,6 @@ build_feed_off() {
   else
     note "feed off: building ${commit:0:12} failed; the feed on/off row is skipped"
     FEED_OFF_BIN=""
-
-csv() { local IFS=,; echo "$*"; }
   fi
   git worktree remove --force "$src" || true
 }
