@@ -75,12 +75,7 @@ part_feed() { # LABEL BACKEND
       --events "$FEED_EVENTS" --gap-ms "$FEED_GAP_MS" --hold-file "$go" --hold-seconds 60 --json >"$f" 2>"$f.err" &
     lgpid=$!
     PIDS+=("$lgpid")
-    for _ in $(seq 1 1800); do
-      grep -q 'streams live' "$f.err" && break
-      kill -0 "$lgpid" 2>/dev/null || break
-      sleep 0.1
-    done
-    grep -q 'streams live' "$f.err" || { cat "$f.err" >&2; die "feed streams did not go live within 180 s"; }
+    await_line "$f.err" 'streams live' "$lgpid" || { cat "$f.err" >&2; die "feed streams did not go live within 180 s"; }
     if [ "$r" = 1 ]; then
       sleep 1
       rss1=$(rss_mib "$pid")

@@ -201,6 +201,17 @@ lg() {
   fi
 }
 
+# await_line FILE PATTERN PID: waits (at most 180 s, and only while PID runs) for a line.
+await_line() {
+  local _
+  for _ in $(seq 1 1800); do
+    grep -q "$2" "$1" && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q "$2" "$1"
+}
+
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
@@ -339,12 +350,7 @@ watch_round() {
     --hold-file "$go" --hold-seconds $((IDLE_SECS + 120)) --json >"$f" 2>"$f.err" &
   lgpid=$!
   PIDS+=("$lgpid")
-  for _ in $(seq 1 1800); do
-    grep -q 'streams open' "$f.err" && break
-    kill -0 "$lgpid" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q 'streams open' "$f.err" || { cat "$f.err" >&2; die "watch streams did not open within 180 s ($addr)"; }
+  await_line "$f.err" 'streams open' "$lgpid" || { cat "$f.err" >&2; die "watch streams did not open within 180 s ($addr)"; }
   # Opening 10,000 streams keeps both sides busy for a while; the ending starts from quiet.
   sleep 1
   if [ "$idle" = 1 ]; then

@@ -640,6 +640,21 @@ fn is_terminal(ev: &pb::SessionEvent) -> bool {
     .any(|s| *s as i32 == status)
 }
 
+/// Once every stream is open: waits until --hold-file exists (at most --hold-seconds), or
+/// --hold-seconds without it, so the caller can measure the server with the streams idle.
+async fn hold(args: &Args) {
+    let hold = Duration::from_secs_f64(args.hold_seconds.clamp(0.0, MAX_SECONDS));
+    match &args.hold_file {
+        Some(path) => {
+            let until = Instant::now() + hold;
+            while !path.exists() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        None => tokio::time::sleep(hold).await,
+    }
+}
+
 async fn watch(args: &Args, caller: &Caller, channels: &[Channel]) -> anyhow::Result<()> {
     let n = args.watchers.clamp(1, 100_000);
     let opening = Arc::new(Semaphore::new(args.open_concurrency.max(1)));
@@ -702,16 +717,7 @@ async fn watch(args: &Args, caller: &Caller, channels: &[Channel]) -> anyhow::Re
     let open_seconds = started.elapsed().as_secs_f64();
     let open_now = opened.load(Ordering::Relaxed);
     eprintln!("watch: {open_now} of {n} streams open in {open_seconds:.2}s");
-    let hold = Duration::from_secs_f64(args.hold_seconds.clamp(0.0, MAX_SECONDS));
-    match &args.hold_file {
-        Some(path) => {
-            let until = Instant::now() + hold;
-            while !path.exists() && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        None => tokio::time::sleep(hold).await,
-    }
+    hold(args).await;
     let mut client = CheckoutServiceClient::new(channels[0].clone());
     // A loaded server may take long to end the session; give it (and the events) time, so
     // the numbers say how long it took rather than that a client gave up.

@@ -6,7 +6,7 @@
 //! Streams start at "now" (no cursor, SPEC §11). A stream is known to be live only when an
 //! event has reached it, so a warm-up session is created first and the measured events start
 //! only when every open stream has seen it.
-use super::{percentiles, Args, Caller, Errors, EVENT_WAIT, MAX_SECONDS};
+use super::{percentiles, Args, Caller, Errors, EVENT_WAIT};
 use checkout::pb::{self, checkout_service_client::CheckoutServiceClient};
 use serde_json::json;
 use std::{
@@ -185,16 +185,7 @@ pub async fn run(args: &Args, caller: &Caller, channels: &[Channel]) -> anyhow::
     if !warm_all {
         eprintln!("feed: not every stream saw the warm-up; measuring anyway");
     }
-    let hold = Duration::from_secs_f64(args.hold_seconds.clamp(0.0, MAX_SECONDS));
-    match &args.hold_file {
-        Some(path) => {
-            let until = Instant::now() + hold;
-            while !path.exists() && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        None => tokio::time::sleep(hold).await,
-    }
+    super::hold(args).await;
 
     // The measured events, one at a time, each `gap` after the previous one's send.
     let mut created: Vec<(String, Instant, Instant)> = Vec::with_capacity(k);
