@@ -6,9 +6,10 @@
 //! position. So live delivery and replay are the same read, a slow watcher costs no buffer
 //! here (it reads later, from the database), and a wake-up that arrives while a watcher is
 //! reading is kept (a `watch` channel remembers "changed since last seen") and makes it read
-//! once more. Wake-ups come from this replica's own commits and, on PostgreSQL, from the
-//! listener (`checkout_feed` notifications from every replica); after a listener reconnect
-//! every feed is woken, so nothing committed while it was down waits for long.
+//! once more. Wake-ups come from this replica's own commits (`published`) and, on
+//! PostgreSQL, from the listener (`checkout_feed` notifications, which every replica sends
+//! after its commits: see `FeedHub::published`); after a listener reconnect every feed is
+//! woken, so nothing committed while it was down waits for long.
 //!
 //! Shared reads: the watchers of a feed that are caught up all stand at the same position,
 //! and one wake-up sends them all to read the same page (and then, at the position after it,
@@ -19,12 +20,16 @@
 //! current when it was set up, and a wake-up is sent after its commit, so such a read sees
 //! everything that woke the watcher. The reads kept are few (`TAIL_READS`) and dropped as
 //! soon as a newer wake-up makes them useless, so a page is held only while it is shared.
-use crate::{domain::feed::EventKind, pb};
+use crate::{
+    domain::feed::{EventKind, Position},
+    pb,
+};
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
 };
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{mpsc, watch, OnceCell};
 
 type Key = (String, String);
 
@@ -34,19 +39,34 @@ const TAIL_READS: usize = 8;
 
 /// One event of a shared page, built once for every watcher that joins the read.
 pub struct SharedEvent {
-    pub position: i64,
+    pub position: Position,
     pub kind: EventKind,
     pub event: pb::Event,
 }
 
+/// A page as watchers share it.
+#[derive(Clone)]
+pub struct SharedPage {
+    pub events: Arc<[SharedEvent]>,
+    /// Events committed beyond what the read could see yet (db::feed::Page::held_back).
+    pub held_back: bool,
+}
+
 /// The page after `after`, read once for every watcher at that position.
 pub struct TailRead {
-    pub after: i64,
+    pub after: Position,
     /// The wake-up number current when this read was set up (it starts later).
     generation: u64,
     /// `None`: the read failed (each watcher then reads by itself, to get its own error).
-    pub page: OnceCell<Option<Arc<[SharedEvent]>>>,
+    pub page: OnceCell<Option<SharedPage>>,
 }
+
+/// How soon watchers look again after a read found events held back (db::feed): the
+/// transactions holding them back are usually a few milliseconds from their commit.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
+
+/// A cross-replica announcement: one feed, or all of them (`None`).
+pub type Announcement = Option<(String, String)>;
 
 struct Entry {
     /// The wake-up number; each wake-up adds one.
@@ -54,11 +74,13 @@ struct Entry {
     tail: Tail,
 }
 
-type Tail = Arc<Mutex<HashMap<i64, Arc<TailRead>>>>;
+type Tail = Arc<Mutex<HashMap<Position, Arc<TailRead>>>>;
 
 #[derive(Default)]
 pub struct FeedHub {
     feeds: Mutex<HashMap<Key, Entry>>,
+    /// PostgreSQL: the announcer of this replica's commits to the others (workers.rs).
+    announcer: OnceLock<mpsc::UnboundedSender<Announcement>>,
 }
 
 /// A watcher's interest in one feed; dropping it unsubscribes.
@@ -78,7 +100,7 @@ impl FeedSubscription {
 
     /// The shared read after `after` that started after wake-up `seen` (see the module
     /// docs): the one in progress or done if it qualifies, else a new one.
-    pub fn tail_read(&self, after: i64, seen: u64) -> Arc<TailRead> {
+    pub fn tail_read(&self, after: Position, seen: u64) -> Arc<TailRead> {
         let mut tail = self.tail.lock().expect("feed tail lock");
         if let Some(t) = tail.get(&after).filter(|t| t.generation >= seen) {
             return t.clone();
@@ -100,6 +122,16 @@ impl FeedSubscription {
         }
         tail.insert(after, t.clone());
         t
+    }
+
+    /// A read found events held back: wakes this feed's watchers again shortly, so they
+    /// read again together (one shared read, as for any wake-up).
+    pub fn retry_soon(&self) {
+        let (hub, (store, env)) = (self.hub.clone(), self.key.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(HELD_BACK_RETRY).await;
+            hub.wake(&store, &env);
+        });
     }
 
     /// Waits for a wake-up not yet seen.
@@ -139,6 +171,30 @@ impl FeedHub {
             key,
             rx: Some(entry.wake.subscribe()),
             tail: entry.tail.clone(),
+        }
+    }
+
+    /// Sends this replica's announcements to `announcer` (PostgreSQL, once at startup).
+    pub fn announce_to(&self, announcer: mpsc::UnboundedSender<Announcement>) {
+        let _ = self.announcer.set(announcer);
+    }
+
+    /// This replica committed events of this feed: its watchers here are woken now, and
+    /// those of other replicas by a notification sent after the commit. (Not by a NOTIFY
+    /// in the writing transaction: PostgreSQL serializes the commits of every transaction
+    /// that notifies, through one lock held until the commit is flushed.)
+    pub fn published(&self, store: &str, env: &str) {
+        self.wake(store, env);
+        if let Some(a) = self.announcer.get() {
+            let _ = a.send(Some((store.to_owned(), env.to_owned())));
+        }
+    }
+
+    /// This replica committed events of many feeds (a sweep).
+    pub fn published_all(&self) {
+        self.wake_all();
+        if let Some(a) = self.announcer.get() {
+            let _ = a.send(None);
         }
     }
 

@@ -27,7 +27,7 @@ use crate::{
     },
     seed::{self, DemoSeed},
     tls::{TlsFiles, TlsState},
-    workers::{spawn_pg_listener, spawn_sweeper},
+    workers::{spawn_feed_announcer, spawn_pg_listener, spawn_sweeper},
 };
 use crate::{
     grpc::auth_failures::AuthFailureLimiter,
@@ -216,6 +216,11 @@ impl Application {
                 cfg.db.database_url.clone(),
                 hub.clone(),
                 auth_cache.clone(),
+                stopping.clone(),
+            ));
+            workers.push(spawn_feed_announcer(
+                self.db.clone(),
+                &hub.feed,
                 stopping.clone(),
             ));
         }

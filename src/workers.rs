@@ -41,9 +41,10 @@ pub fn spawn_sweeper(
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            // Drain: a full batch means there may be more right now.
+            // Drain: a full batch means there may be more right now (until shutdown: the
+            // next replica to start takes over the backlog).
             let mut reachable = true;
-            loop {
+            while !*shutdown.borrow() {
                 let sweep = lifecycle::sweep_expired(&db, Timestamp::now(), SWEEP_BATCH)
                     .instrument(tracing::debug_span!("sweeper.sweep"))
                     .await;
@@ -54,7 +55,7 @@ pub fn spawn_sweeper(
                             metrics.session_ended("expired");
                         }
                         if !ids.is_empty() {
-                            hub.feed.wake_all(); // one wake-up per sweep, for its stores
+                            hub.feed.published_all(); // one per sweep, for its stores
                             tracing::info!(count = ids.len(), "expired sessions");
                         }
                         if (ids.len() as i64) < SWEEP_BATCH {
@@ -136,7 +137,8 @@ async fn purge_feed_events(db: &Db, retention: Duration, shutdown: &mut watch::R
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";
 /// A key or store changed: replicas drop their cached credentials (grpc::auth_cache).
 pub const AUTH_CHANGES_CHANNEL: &str = "checkout_auth_changes";
-/// An event feed grew; the payload is `<store id> <environment>` (src/feed.rs).
+/// An event feed grew; the payload is `<store id> <environment>`, or `*` for any feed
+/// (src/feed.rs).
 pub const FEED_CHANNEL: &str = "checkout_feed";
 /// The listener's connection is findable (and killable, in tests) by this name.
 pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
@@ -202,6 +204,9 @@ async fn listen(
                 tokio::select! {
                     event = events.next() => match event {
                         Some(Ok(n)) if n.channel == AUTH_CHANGES_CHANNEL => auth.clear(),
+                        Some(Ok(n)) if n.channel == FEED_CHANNEL && n.payload == "*" => {
+                            hub.feed.wake_all();
+                        }
                         Some(Ok(n)) if n.channel == FEED_CHANNEL => {
                             if let Some((store, env)) = n.payload.split_once(' ') {
                                 hub.feed.wake(store, env);
@@ -219,4 +224,66 @@ async fn listen(
         // Notifications arriving meanwhile stay queued on the connection.
         tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute("SELECT 1")).await??;
     }
+}
+
+/// At most one announcement per this period: the delay it adds to other replicas' watchers.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
+
+/// Announces this replica's feed commits to every replica's listener (src/feed.rs,
+/// `FeedHub::published`): one `checkout_feed` notification per feed, sent after the
+/// commit, as one statement for all the feeds announced since the last one was sent. Its
+/// transaction writes nothing, so PostgreSQL's notify lock is held for no flush. When the
+/// database refuses, the announcements are kept and sent again; a replica that dies before
+/// sending leaves the other replicas' watchers to their next wake-up or safety poll.
+pub fn spawn_feed_announcer(
+    db: Db,
+    hub: &crate::feed::FeedHub,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    hub.announce_to(tx);
+    tokio::spawn(async move {
+        let mut pending = std::collections::BTreeSet::new();
+        loop {
+            if pending.is_empty() {
+                tokio::select! {
+                    first = rx.recv() => match first {
+                        Some(a) => { pending.insert(a); }
+                        None => return,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            while let Ok(a) = rx.try_recv() {
+                pending.insert(a);
+            }
+            let payloads: Vec<String> = match pending.contains(&None) {
+                true => vec!["*".to_owned()],
+                false => pending
+                    .iter()
+                    .flatten()
+                    .map(|(store, env)| format!("{store} {env}"))
+                    .collect(),
+            };
+            let sent = crate::db::feed::announce(&db, FEED_CHANNEL, &payloads).await;
+            match sent {
+                Ok(_) => {
+                    pending.clear();
+                    // Paced: under load, one notification transaction per period carries
+                    // every feed written meanwhile, instead of one per commit.
+                    tokio::select! {
+                        _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "announcing feed events failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    })
 }

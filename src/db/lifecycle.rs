@@ -97,7 +97,7 @@ pub async fn complete(
             conn,
             &outbox::event(outbox::ORDER_COMPLETED, &s, &lines, now)?
         );
-        // Last before COMMIT (db::feed).
+        // The feed's event, in the same transaction (db::feed).
         let feed = FeedBatch::new(&s.store_id, &s.environment, now.0);
         conn.record_feed(&feed.with(EventKind::Completed, &s.id))
             .await?;
@@ -167,7 +167,7 @@ pub async fn end(db: &Db, id: &SessionId, to: Status, until: Until) -> AppResult
                 &outbox::event(outbox::SESSION_EXPIRED, &s, &lines, now)?
             );
         }
-        // Last before COMMIT (db::feed).
+        // The feed's event, in the same transaction (db::feed).
         let kind = if to == Status::Expired {
             EventKind::Expired
         } else {
@@ -220,8 +220,8 @@ pub async fn sweep_expired(db: &Db, now: Timestamp, batch: i64) -> AppResult<Vec
                 &outbox::event(outbox::SESSION_EXPIRED, s, &lines, now)?
             );
         }
-        // Last before COMMIT, one statement per feed, in (store, environment) order so
-        // that sweepers of several replicas take the counters in one order (db::feed).
+        // The feed's events, one statement per feed (db::feed), in (store, environment)
+        // order: on SQLite each takes that feed's counter row.
         let mut feeds: BTreeMap<(&str, &str), FeedBatch> = BTreeMap::new();
         for s in &expired {
             feeds

@@ -35,17 +35,19 @@ diesel::table! {
         environment -> Text,
         last_position -> BigInt,
         purged_through -> BigInt,
+        purged_tx -> BigInt,
     }
 }
 
 diesel::table! {
-    feed_events (store_id, environment, position) {
+    feed_events (store_id, environment, tx, position) {
         store_id -> Text,
         environment -> Text,
         position -> BigInt,
         event_type -> Text,
         session_id -> Text,
         occurred_at -> BigInt,
+        tx -> BigInt,
     }
 }
 

@@ -369,9 +369,9 @@ pub async fn create(db: &Db, create: &CreatePlan<'_>) -> AppResult<Created> {
 
         // Round trip 2. The reservation is one conditional UPDATE: concurrent sessions queue
         // on the coupon row and can never push it past max_redemptions. When none is left,
-        // returning the refusal rolls back the rows written next to it. The feed event is
-        // the last statement before COMMIT (db::feed), except for a free order, which
-        // writes its order first and records both of its events after it.
+        // returning the refusal rolls back the rows written next to it. The feed event
+        // goes with them (db::feed), except for a free order, which writes its order
+        // first and records both of its events after it.
         let mut feed =
             FeedBatch::new(store_id, env, create.now.0).with(EventKind::Created, &session_id);
         let free = session.order_id.is_some();

@@ -204,7 +204,7 @@ impl CheckoutService for Checkout {
         let reply = match db::session_create::create(&self.db, &plan).await? {
             Created::New(stored) => {
                 let (store, env) = (caller.store_id.as_str(), caller.environment.as_str());
-                self.hub.feed.wake(store, env);
+                self.hub.feed.published(store, env);
                 let reply = self.create_reply(*stored, &caller, now)?;
                 let outcome = if reply.outcome == pb::Outcome::FreeOrder as i32 {
                     "free_order"
@@ -315,7 +315,7 @@ impl CheckoutService for Checkout {
         self.hub.notify(id.as_str());
         self.hub
             .feed
-            .wake(caller.store_id.as_str(), caller.environment.as_str());
+            .published(caller.store_id.as_str(), caller.environment.as_str());
         self.metrics.session_ended("expired");
         let stored = self.scoped(&caller, &id).await?;
         Ok(Response::new(self.view.session(

@@ -14,20 +14,20 @@ use super::{
 };
 use crate::{
     db::{
-        feed::{self, FeedEvent, Read},
+        feed::{self, FeedEvent, Page, Read},
         Db,
     },
     domain::{
         feed::{
-            decode_cursor, encode_cursor, EventKind, CURSOR_EXPIRED, CURSOR_EXPIRED_REASON,
-            INVALID_CURSOR,
+            decode_cursor, encode_cursor, EventKind, Position, CURSOR_EXPIRED,
+            CURSOR_EXPIRED_REASON, INVALID_CURSOR,
         },
         ids::StoreId,
         time::Timestamp,
         Environment, Invalid,
     },
     error::{AppError, AppResult},
-    feed::{FeedHub, FeedSubscription, SharedEvent},
+    feed::{FeedHub, FeedSubscription, SharedEvent, SharedPage},
     pb,
 };
 use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
@@ -40,6 +40,10 @@ const WATCH_PAGE: i64 = 100;
 /// A safety net only: wake-ups are how new events are noticed, but a stream also reads
 /// this often by itself, so a lost wake-up can delay an event, never lose it.
 const SAFETY_POLL: Duration = Duration::from_secs(30);
+
+/// ListEvents waits at most this many times this long for held-back events.
+const LIST_SETTLE_TRIES: usize = 20;
+const LIST_SETTLE_WAIT: Duration = Duration::from_millis(5);
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, GrpcStatus>> + Send>>;
 
@@ -110,28 +114,29 @@ impl Feed {
     /// The events after `after`, as read; an unknown or purged position is an error.
     async fn read(
         &self,
-        after: Option<i64>,
+        after: Option<Position>,
         kinds: &[EventKind],
         limit: i64,
-    ) -> AppResult<Vec<FeedEvent>> {
+    ) -> AppResult<Page> {
         let (store, env) = (&self.store_id, self.environment);
         match feed::read_after(&self.db, store, env, after, kinds, limit).await? {
-            Read::Events(events) => Ok(events),
+            Read::Events(page) => Ok(page),
             Read::Unknown => Err(Invalid::field("after_cursor", INVALID_CURSOR).into()),
             Read::Expired => Err(expired()),
         }
     }
 
     /// The position a client's cursor names in this feed (`None`: empty cursor).
-    pub fn position(&self, cursor: &str) -> AppResult<Option<i64>> {
+    pub fn position(&self, cursor: &str) -> AppResult<Option<Position>> {
         let (store, env) = (&self.store_id, self.environment);
         Ok(decode_cursor("after_cursor", cursor, store, env)?)
     }
 
     /// A stream's page after `after`, built once to be shared by the streams there.
-    async fn shared_page(&self, after: i64) -> AppResult<Arc<[SharedEvent]>> {
-        let events = self.read(Some(after), &[], WATCH_PAGE).await?;
-        events
+    async fn shared_page(&self, after: Position) -> AppResult<SharedPage> {
+        let page = self.read(Some(after), &[], WATCH_PAGE).await?;
+        let events = page
+            .events
             .into_iter()
             .map(|e| {
                 let (position, kind) = (e.position, e.kind);
@@ -142,20 +147,34 @@ impl Feed {
                     event,
                 })
             })
-            .collect()
+            .collect::<AppResult<_>>()?;
+        Ok(SharedPage {
+            events,
+            held_back: page.held_back,
+        })
     }
 
     /// Up to `limit` events after `after` (`None`: from the oldest retained), as sent.
-    pub async fn page(&self, after: Option<i64>, limit: i64) -> AppResult<Vec<pb::Event>> {
-        let events = self.read(after, &[], limit).await?;
-        events.into_iter().map(|e| self.event(e)).collect()
+    pub async fn page(&self, after: Option<Position>, limit: i64) -> AppResult<Vec<pb::Event>> {
+        let page = self.read(after, &[], limit).await?;
+        page.events.into_iter().map(|e| self.event(e)).collect()
     }
 
     pub async fn list(&self, r: pb::ListEventsRequest) -> AppResult<pb::ListEventsResponse> {
         let size = page_size(r.page_size)?;
         let kinds = kinds("types", &r.types)?;
         let after = self.position(&r.after_cursor)?;
-        let events = self.read(after, &kinds, size).await?;
+        // Events held back by a transaction about to end (db::feed) are waited for a
+        // little, so that a caller listing right after its own write finds it.
+        let mut page = self.read(after, &kinds, size).await?;
+        for _ in 0..LIST_SETTLE_TRIES {
+            if !page.held_back || page.events.len() as i64 >= size {
+                break;
+            }
+            tokio::time::sleep(LIST_SETTLE_WAIT).await;
+            page = self.read(after, &kinds, size).await?;
+        }
+        let events = page.events;
         let next_cursor = match events.last() {
             Some(e) => encode_cursor(&self.store_id, self.environment, e.position),
             None => r.after_cursor,
@@ -183,7 +202,7 @@ impl Feed {
         let mut subscription = hub.subscribe(self.store_id.as_str(), self.environment.as_str());
         subscription.seen();
         let mut state = Watch {
-            last: 0,
+            last: Position::START,
             kinds,
             buffer: VecDeque::new(),
             subscription,
@@ -191,10 +210,10 @@ impl Feed {
             feed: self,
         };
         match state.feed.position(&r.after_cursor)? {
-            // "Now": the last committed position; anything committing later is after it.
+            // "Now": anything committing later is after it.
             None => {
                 let f = &state.feed;
-                state.last = feed::head(&f.db, &f.store_id, f.environment).await?.last;
+                state.last = feed::now(&f.db, &f.store_id, f.environment).await?;
             }
             Some(after) => {
                 state.last = after;
@@ -215,7 +234,7 @@ fn shutting_down() -> GrpcStatus {
 struct Watch {
     feed: Feed,
     /// The position of the last event read (sent, or held in `buffer`).
-    last: i64,
+    last: Position,
     /// Empty: every type. The filter is applied after reading, so `last` passes over
     /// events of other types and no read scans them twice.
     kinds: Vec<EventKind>,
@@ -234,25 +253,37 @@ impl Watch {
             true => None,
             false => {
                 let tail = self.subscription.tail_read(self.last, seen);
-                let feed = &self.feed;
+                let (feed, subscription) = (&self.feed, &self.subscription);
                 let page = tail.page.get_or_init(|| async {
                     // A failed shared read: each stream reads by itself, for its own error.
-                    feed.shared_page(tail.after).await.ok()
+                    let page = feed.shared_page(tail.after).await.ok();
+                    // Once per shared read, not once per stream that joins it.
+                    if page.as_ref().is_some_and(|p| p.held_back) {
+                        subscription.retry_soon();
+                    }
+                    page
                 });
                 page.await.clone()
             }
         };
         let page = match shared {
             Some(page) => page,
-            None => self.feed.shared_page(self.last).await?,
+            None => {
+                let page = self.feed.shared_page(self.last).await?;
+                if page.held_back {
+                    self.subscription.retry_soon();
+                }
+                page
+            }
         };
-        let Some(last) = page.last().map(|e| e.position) else {
+        let Some(last) = page.events.last().map(|e| e.position) else {
             return Ok(false);
         };
         self.last = last;
         let kinds = &self.kinds;
         self.buffer.extend(
-            page.iter()
+            page.events
+                .iter()
                 .filter(|e| kinds.is_empty() || kinds.contains(&e.kind))
                 .map(|e| e.event.clone()),
         );

@@ -73,7 +73,7 @@ impl HostedCheckoutService for Hosted {
         let reference = required_text("payment_reference", &r.payment_reference, 255)?;
         if let Some(s) = lifecycle::complete(&self.db, &id, &reference).await? {
             self.hub.notify(id.as_str());
-            self.hub.feed.wake(&s.store_id, &s.environment);
+            self.hub.feed.published(&s.store_id, &s.environment);
             self.metrics.session_ended("completed");
             return self.reply(self.current(&id).await?);
         }
@@ -106,7 +106,7 @@ impl HostedCheckoutService for Hosted {
             self.metrics.session_ended("cancelled");
             let stored = self.current(&id).await?;
             let s = &stored.session;
-            self.hub.feed.wake(&s.store_id, &s.environment);
+            self.hub.feed.published(&s.store_id, &s.environment);
             return self.reply(stored);
         }
         let stored = self.current(&id).await?;

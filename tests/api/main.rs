@@ -17,6 +17,7 @@ mod echo_bounds;
 mod events;
 mod events_cli;
 mod events_faults;
+mod events_horizon;
 mod events_live;
 mod events_memory;
 mod events_shared;
@@ -217,6 +218,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
     ];
     all.extend(auth_replicas::postgres_only());
     all.extend(events_faults::postgres_only());
+    all.extend(events_horizon::postgres_only());
     all.extend(events_live::postgres_only());
     all.extend(storage::postgres_only());
     all.extend(watch::postgres_only());

@@ -1,5 +1,6 @@
-//! Writing events: one statement per feed, the caller's transaction's last before COMMIT
-//! (see the parent module for why that makes positions follow commit order).
+//! Writing events: one statement per feed in the caller's transaction (see the parent
+//! module for how positions are taken). On SQLite it comes last before COMMIT, which
+//! matters nowhere else: there is one writer at a time.
 use crate::db::SqliteConn;
 use diesel::{
     sql_types::{Array, BigInt, Text},
@@ -40,18 +41,20 @@ pub(super) struct Deleted {
     #[diesel(sql_type = Text)]
     pub environment: String,
     #[diesel(sql_type = BigInt)]
+    pub tx: i64,
+    #[diesel(sql_type = BigInt)]
     pub position: i64,
 }
 
-/// PostgreSQL: the counter's increment and the events' insert are one statement (a
-/// data-modifying CTE), so a batch costs nothing more than its place in a pipeline. It is
-/// its own query type rather than `sql_query`, whose statements are never cached: each
-/// would be prepared anew, one more round trip per transaction. Its text never changes
-/// (the events travel as two arrays), so the prepared statement is cached per connection.
+/// PostgreSQL: one INSERT of the batch's events, which take their position from column
+/// defaults (the transaction's id and a sequence; see the parent module): no row is locked,
+/// so writers of one store commit together. It is its own query type rather than
+/// `sql_query`, whose statements are never cached: each would be prepared anew, one more
+/// round trip per transaction. Its text never changes (the events travel as two arrays), so
+/// the prepared statement is cached per connection.
 pub struct PgRecord {
     store_id: String,
     environment: String,
-    n: i64,
     occurred_at: i64,
     types: Vec<String>,
     ids: Vec<String>,
@@ -67,7 +70,6 @@ impl PgRecord {
         PgRecord {
             store_id: batch.store_id.clone(),
             environment: batch.environment.clone(),
-            n: batch.events.len() as i64,
             occurred_at: batch.occurred_at,
             types,
             ids,
@@ -85,36 +87,21 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgRecord {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
+        // In the batch's order: the sequence is taken row by row as they are inserted.
         out.push_sql(
-            "WITH c AS (INSERT INTO event_counters AS c \
-             (store_id, environment, last_position, purged_through) VALUES (",
+            "INSERT INTO feed_events (store_id, environment, event_type, session_id, occurred_at) \
+             SELECT ",
         );
         out.push_bind_param::<Text, _>(&self.store_id)?;
-        out.push_sql(", ");
+        out.push_sql("::text, ");
         out.push_bind_param::<Text, _>(&self.environment)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&self.n)?;
-        out.push_sql(
-            ", 0) ON CONFLICT (store_id, environment) \
-             DO UPDATE SET last_position = c.last_position + EXCLUDED.last_position \
-             RETURNING last_position) \
-             INSERT INTO feed_events \
-             (store_id, environment, position, event_type, session_id, occurred_at) \
-             SELECT c2.store_id, c2.environment, c.last_position - c2.n + e.n, e.t, e.s, c2.at \
-             FROM c, (SELECT ",
-        );
-        out.push_bind_param::<Text, _>(&self.store_id)?;
-        out.push_sql("::text AS store_id, ");
-        out.push_bind_param::<Text, _>(&self.environment)?;
-        out.push_sql("::text AS environment, ");
-        out.push_bind_param::<BigInt, _>(&self.n)?;
-        out.push_sql("::bigint AS n, ");
+        out.push_sql("::text, e.t, e.s, ");
         out.push_bind_param::<BigInt, _>(&self.occurred_at)?;
-        out.push_sql("::bigint AS at) c2, unnest(");
+        out.push_sql("::bigint FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.types)?;
         out.push_sql("::text[], ");
         out.push_bind_param::<Array<Text>, _>(&self.ids)?;
-        out.push_sql("::text[]) WITH ORDINALITY AS e(t, s, n)");
+        out.push_sql("::text[]) WITH ORDINALITY AS e(t, s, n) ORDER BY e.n");
         Ok(())
     }
 }
@@ -122,7 +109,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgRecord {
 type Recorded<'a> = futures_util::future::BoxFuture<'a, diesel::QueryResult<usize>>;
 
 /// Records a batch in the caller's transaction: on a pooled or pipelined PostgreSQL
-/// connection, or inline on SQLite. Callers make it their last statement before COMMIT.
+/// connection, or inline on SQLite.
 pub trait RecordFeed {
     type Future;
     fn record_feed(self, batch: &FeedBatch) -> Self::Future;
@@ -162,7 +149,7 @@ impl<'c> RecordFeed for &'c mut SqliteConn {
                 return Ok(0);
             }
             let n = batch.events.len() as i64;
-            Sync::execute(
+            let last: i64 = Sync::get_result(
                 diesel::insert_into(ec::table)
                     .values((
                         ec::store_id.eq(&batch.store_id),
@@ -172,28 +159,23 @@ impl<'c> RecordFeed for &'c mut SqliteConn {
                     ))
                     .on_conflict((ec::store_id, ec::environment))
                     .do_update()
-                    .set(ec::last_position.eq(ec::last_position + n)),
+                    .set(ec::last_position.eq(ec::last_position + n))
+                    .returning(ec::last_position),
                 c,
             )?;
-            let last: i64 = Sync::first(
-                ec::table
-                    .find((&batch.store_id, &batch.environment))
-                    .select(ec::last_position),
-                c,
-            )?;
-            for (i, (kind, session_id)) in batch.events.iter().enumerate() {
-                Sync::execute(
-                    diesel::insert_into(fe::table).values((
+            let rows: Vec<_> = (batch.events.iter().enumerate())
+                .map(|(i, (kind, session_id))| {
+                    (
                         fe::store_id.eq(&batch.store_id),
                         fe::environment.eq(&batch.environment),
                         fe::position.eq(last - n + 1 + i as i64),
                         fe::event_type.eq(*kind),
                         fe::session_id.eq(session_id),
                         fe::occurred_at.eq(batch.occurred_at),
-                    )),
-                    c,
-                )?;
-            }
+                    )
+                })
+                .collect();
+            Sync::execute(diesel::insert_into(fe::table).values(rows), c)?;
             Ok(batch.events.len())
         })
     }
