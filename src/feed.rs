@@ -26,7 +26,10 @@ use crate::{
 };
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex, OnceLock,
+    },
     time::Duration,
 };
 use tokio::sync::{mpsc, watch, OnceCell};
@@ -64,6 +67,7 @@ pub struct TailRead {
 /// How soon watchers look again after a read found events held back (db::feed): the
 /// transactions holding them back are usually a few milliseconds from their commit.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
+const HELD_BACK_DOUBLINGS: u32 = 8;
 
 /// A cross-replica announcement: one feed, or all of them (`None`).
 pub type Announcement = Option<(String, String)>;
@@ -72,6 +76,8 @@ struct Entry {
     /// The wake-up number; each wake-up adds one.
     wake: watch::Sender<u64>,
     tail: Tail,
+    /// Reads in a row that found events held back (for the retry's backoff).
+    held: Arc<AtomicU32>,
 }
 
 type Tail = Arc<Mutex<HashMap<Position, Arc<TailRead>>>>;
@@ -89,6 +95,7 @@ pub struct FeedSubscription {
     key: Key,
     rx: Option<watch::Receiver<u64>>,
     tail: Tail,
+    held: Arc<AtomicU32>,
 }
 
 impl FeedSubscription {
@@ -125,13 +132,24 @@ impl FeedSubscription {
     }
 
     /// A read found events held back: wakes this feed's watchers again shortly, so they
-    /// read again together (one shared read, as for any wake-up).
+    /// read again together (one shared read, as for any wake-up). Backs off while they
+    /// stay held back (a long transaction): 5 ms, doubling up to about a second.
     pub fn retry_soon(&self) {
+        let streak = self
+            .held
+            .fetch_add(1, Ordering::Relaxed)
+            .min(HELD_BACK_DOUBLINGS);
+        let delay = HELD_BACK_RETRY * (1 << streak);
         let (hub, (store, env)) = (self.hub.clone(), self.key.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(HELD_BACK_RETRY).await;
+            tokio::time::sleep(delay).await;
             hub.wake(&store, &env);
         });
+    }
+
+    /// A read found nothing held back: the next retry starts from the shortest delay.
+    pub fn settled(&self) {
+        self.held.store(0, Ordering::Relaxed);
     }
 
     /// Waits for a wake-up not yet seen.
@@ -165,12 +183,14 @@ impl FeedHub {
         let entry = feeds.entry(key.clone()).or_insert_with(|| Entry {
             wake: watch::channel(0).0,
             tail: Arc::default(),
+            held: Arc::default(),
         });
         FeedSubscription {
             hub: self.clone(),
             key,
             rx: Some(entry.wake.subscribe()),
             tail: entry.tail.clone(),
+            held: entry.held.clone(),
         }
     }
 

@@ -258,8 +258,10 @@ impl Watch {
                     // A failed shared read: each stream reads by itself, for its own error.
                     let page = feed.shared_page(tail.after).await.ok();
                     // Once per shared read, not once per stream that joins it.
-                    if page.as_ref().is_some_and(|p| p.held_back) {
-                        subscription.retry_soon();
+                    match &page {
+                        Some(p) if p.held_back => subscription.retry_soon(),
+                        Some(_) => subscription.settled(),
+                        None => {}
                     }
                     page
                 });
@@ -270,8 +272,9 @@ impl Watch {
             Some(page) => page,
             None => {
                 let page = self.feed.shared_page(self.last).await?;
-                if page.held_back {
-                    self.subscription.retry_soon();
+                match page.held_back {
+                    true => self.subscription.retry_soon(),
+                    false => self.subscription.settled(),
                 }
                 page
             }
