@@ -55,34 +55,50 @@ drop_db() { # BACKEND NAME
   fi
 }
 
+# One run of the load generator's feed mode against ADDR, its JSON into OUT; waits for its
+# streams to go live, then for it. Sets FEED_LG_PID while it runs (for the RSS reading).
+feed_round() { # OUT ADDR KEY PRODUCT [BEFORE_GO_COMMAND…]
+  local f=$1 addr=$2 key=$3 product=$4 go="$1.go"
+  shift 4
+  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode feed --consumers "$CONSUMERS" \
+    --events "$FEED_EVENTS" --gap-ms "$FEED_GAP_MS" --hold-file "$go" --hold-seconds 60 --json >"$f" 2>"$f.err" &
+  FEED_LG_PID=$!
+  PIDS+=("$FEED_LG_PID")
+  await_line "$f.err" 'streams live' "$FEED_LG_PID" || { cat "$f.err" >&2; die "feed streams did not go live within 180 s"; }
+  [ $# -gt 0 ] && "$@"
+  touch "$go"
+  wait "$FEED_LG_PID" || die "feed run failed: $(cat "$f.err")"
+  forget "$FEED_LG_PID"
+}
+
 # CONSUMERS WatchEvents streams on a fresh service and database; FEED_EVENTS sessions
 # created one at a time, FEED_GAP_MS apart; ROUNDS runs of the load generator on it (fresh
-# streams each). RSS before and with the streams open, from the first round.
+# streams each), each followed by the same run against bare tonic (checkout-ceiling, whose
+# CreateSession sends the streams a new event: the fan-out without a database). RSS before
+# and with the streams open, from the first round.
 part_feed() { # LABEL BACKEND
-  local label=$1 backend=$2 url r f go lgpid rss0="" rss1="" rss
+  local label=$1 backend=$2 url r f rss0="" rss1=""
   url=$(fresh_db "$backend" feed)
   [ "$backend" = postgres ] && DATABASES+=("${DB}_feed")
   start_service "feed-$backend" "$url"
   local key=$SEED_KEY product=$SEED_PRODUCT pid=$SVC_PID addr=$SVC_ADDR
   "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 4 --seconds 1 --json >"$WORK/feed-$backend.warm" 2>&1 ||
     die "warming the feed service"
+  "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 1 --requests 1 \
+    --seconds 5 --dump-replies "$WORK/replies-feed-$backend" --json >/dev/null || die "capturing the feed's messages"
+  start_ceiling "$WORK/replies-feed-$backend"
   sleep 1
   rss0=$(rss_mib "$pid")
-  local p99=() p50=() reply99=() exact=() missing=0 dups=0 lost=0 order=0 created=() opened=()
+  local p99=() p50=() reply99=() exact=() missing=0 dups=0 lost=0 order=0 created=() opened=() ceil99=() ceil50=()
   for r in $(seq 1 "$ROUNDS"); do
-    f="$WORK/feed-$backend-$r" go="$WORK/feed-$backend-$r.go"
-    "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode feed --consumers "$CONSUMERS" \
-      --events "$FEED_EVENTS" --gap-ms "$FEED_GAP_MS" --hold-file "$go" --hold-seconds 60 --json >"$f" 2>"$f.err" &
-    lgpid=$!
-    PIDS+=("$lgpid")
-    await_line "$f.err" 'streams live' "$lgpid" || { cat "$f.err" >&2; die "feed streams did not go live within 180 s"; }
+    f="$WORK/feed-$backend-$r"
     if [ "$r" = 1 ]; then
-      sleep 1
-      rss1=$(rss_mib "$pid")
+      # shellcheck disable=SC2317 # called by feed_round
+      read_rss() { sleep 1; rss1=$(rss_mib "$pid"); }
+      feed_round "$f" "$addr" "$key" "$product" read_rss
+    else
+      feed_round "$f" "$addr" "$key" "$product"
     fi
-    touch "$go"
-    wait "$lgpid" || die "feed run failed: $(cat "$f.err")"
-    forget "$lgpid"
     p99+=("$(jv "$f" fanout_from_send_p99_ms)")
     p50+=("$(jv "$f" fanout_from_send_p50_ms)")
     reply99+=("$(jv "$f" fanout_from_reply_p99_ms)")
@@ -93,16 +109,20 @@ part_feed() { # LABEL BACKEND
     dups=$((dups + $(jv "$f" duplicates)))
     lost=$((lost + $(jv "$f" lost)))
     order=$((order + $(jv "$f" out_of_order)))
-    log "$label feed round $r/$ROUNDS: event → consumer p99 ${p99[-1]} ms (p50 ${p50[-1]} ms, from the reply p99 ${reply99[-1]} ms); exactly once in order ${exact[-1]} of $CONSUMERS"
+    feed_round "$f.ceiling" "$CEIL_ADDR" any "$product"
+    ceil99+=("$(jv "$f.ceiling" fanout_from_send_p99_ms)")
+    ceil50+=("$(jv "$f.ceiling" fanout_from_send_p50_ms)")
+    [ "$(jv "$f.ceiling" exactly_once_in_order)" = "$CONSUMERS" ] || note "$label feed round $r: the ceiling's consumers did not all see every event once ($(jv "$f.ceiling" exactly_once_in_order))"
+    log "$label feed round $r/$ROUNDS: event → consumer p99 ${p99[-1]} ms (p50 ${p50[-1]} ms, from the reply p99 ${reply99[-1]} ms), bare tonic p99 ${ceil99[-1]} ms (p50 ${ceil50[-1]} ms); exactly once in order ${exact[-1]} of $CONSUMERS"
     [ "${opened[-1]}" = "$CONSUMERS" ] || note "$label feed round $r: ${opened[-1]} of $CONSUMERS streams opened; $(jv "$f" open_errors_by_code)"
     [ "${created[-1]}" = "$FEED_EVENTS" ] || note "$label feed round $r: ${created[-1]} of $FEED_EVENTS CreateSession calls succeeded; $(jv "$f" create_errors_by_code)"
     [ "$(jv "$f" lost_errors_by_code)" = "{}" ] || note "$label feed round $r: streams lost: $(jv "$f" lost_errors_by_code)"
   done
-  rss=$rss1
+  stop_pid "$CEIL_PID"
   add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS before" MiB "" "$rss0" ""
-  add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS with them open" MiB "" "$rss" "" "over 20 connections"
-  add_row "$label" "$CONSUMERS WatchEvents consumers: new event → every consumer, p99" ms "service<50" "$(csv "${p99[@]}")" "" \
-    "from CreateSession sent, $FEED_EVENTS events ${FEED_GAP_MS} ms apart per round; p50 $(py report.py median "${p50[@]}" | cut -c1-6) ms; from its reply p99 $(py report.py median "${reply99[@]}" | cut -c1-6) ms"
+  add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS with them open" MiB "" "$rss1" "" "over 20 connections"
+  add_row "$label" "$CONSUMERS WatchEvents consumers: new event → every consumer, p99 (vs bare tonic)" ms "service<50" "$(csv "${p99[@]}")" "$(csv "${ceil99[@]}")" \
+    "from CreateSession sent, $FEED_EVENTS events ${FEED_GAP_MS} ms apart per round; p50 $(py report.py median "${p50[@]}" | cut -c1-6) ms (bare tonic $(py report.py median "${ceil50[@]}" | cut -c1-6) ms); from its reply p99 $(py report.py median "${reply99[@]}" | cut -c1-6) ms"
   add_row "$label" "consumers that saw every event exactly once, in order" "" "service>=$CONSUMERS" "$(csv "${exact[@]}")" "" \
     "all rounds: missing $missing, duplicates $dups, out of order $order (consumers), streams lost $lost"
   stop_pid "$pid"

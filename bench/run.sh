@@ -556,7 +556,7 @@ capture_sql() {
     add_row PostgreSQL "$name statements per call" "" "" "$(jv "$s" statements_per_call)" "" \
       "PostgreSQL log, $(jv "$s" calls_agreeing) of $(jv "$s" calls) calls alike"
     add_row PostgreSQL "$name round trips per call" "" "$target" "$(jv "$s" round_trips_per_call)" "" \
-      "counting proxy, median of $(jv "$s" round_trips_each_call | tr -d ' ')"
+      "counting proxy, on the call's connection, median of $(jv "$s" round_trips_each_call | tr -d ' '); on any connection in its window $(jv "$s" round_trips_in_window_per_call), of $(jv "$s" round_trips_in_window_each_call | tr -d ' ')"
   done
   [ -s "$WORK/capture/create.pgbench" ] && ! grep -q startpipeline "$WORK/capture/create.pgbench" &&
     [ "$(jv "$WORK/capture/create.summary" flights_match_statements)" != True ] &&

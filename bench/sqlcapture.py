@@ -12,7 +12,8 @@ Inputs (written by bench/run.sh during its capture step):
 A statement belongs to a call when its log timestamp (ms) lies inside the call's window;
 so does a flight. Background work (the expiry sweeper, the listener's probe) can fall into
 a window, so the statement sequence used is the most common one among the calls, and the
-round trips per call are the median.
+round trips per call are the median of the flights on the call's own connection (all
+flights in the window are reported too).
 
 Outputs into --out: <name>.capture.json (the statements of one typical call, each parameter
 marked constant or varying between calls), and for --pgbench <name>: <name>.pgbench (a
@@ -101,11 +102,26 @@ def read_flights(path):
 
 def analyse(statements, calls, flights):
     per_call = []
+    window_trips = []
     for start, end in calls:
         lo, hi = start // 1000, end // 1000
         seq = [s for s in statements if lo <= s[0] <= hi]
-        fl = [f for f in flights if start <= f[0] <= end]
+        # Likewise the call's statements are those of its backend (the one that ran the
+        # most in its window): not the feed's announcement, which runs on another
+        # connection after the COMMIT, at most once per 5 ms however many calls it covers.
+        pids = collections.Counter(st[1] for st in seq)
+        if pids:
+            seq = [st for st in seq if st[1] == pids.most_common(1)[0][0]]
+        every = [f for f in flights if start <= f[0] <= end]
+        # The call's own round trips are those on its connection (the one with the most
+        # flights in its window); others in the window (another connection: background
+        # work, or the feed's announcement the call causes after its COMMIT, which the
+        # call does not wait for) are counted apart.
+        by_conn = collections.Counter(f[1] for f in every)
+        own = by_conn.most_common(1)[0][0] if every else None
+        fl = [f for f in every if f[1] == own]
         per_call.append((seq, fl))
+        window_trips.append(len(every))
     keys = [tuple((s[2], s[3]) for s in seq) for seq, _ in per_call]
     counts = collections.Counter(k for k in keys if k)
     if not counts:
@@ -129,6 +145,8 @@ def analyse(statements, calls, flights):
         "rep": rep,
         "trips": trips,
         "median_trips": median_trips,
+        "window_trips": window_trips,
+        "median_window_trips": statistics.median(window_trips) if flights else None,
     }
 
 
@@ -247,6 +265,8 @@ def main():
         "statements_per_call": len(a["mode"]),
         "round_trips_per_call": a["median_trips"],
         "round_trips_each_call": a["trips"],
+        "round_trips_in_window_per_call": a["median_window_trips"],
+        "round_trips_in_window_each_call": a["window_trips"],
         "connections_per_call": len({s[1] for s in rep_seq}),
         "pipelined_groups": [len(g) for g in groups if len(g) > 1] if groups else [],
         "flights_match_statements": groups is not None,

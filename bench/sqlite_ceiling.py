@@ -9,8 +9,8 @@ PASSIVE checkpoint every 100 ms from another connection, on another thread).
 The statements come from PostgreSQL (bench/sqlcapture.py's <name>.capture.json: what the
 service sent for one call), translated to SQLite: `$n` -> `?`, `= ANY($n)` -> `IN (?, …)`,
 `BEGIN` -> `BEGIN IMMEDIATE`, `DEFAULT` in an INSERT's VALUES -> NULL (the columns' default),
-booleans 't'/'f' -> 1/0, and the event feed's one-statement write (a data-modifying CTE,
-which SQLite lacks) -> the statements the service runs for it on SQLite. Values naming rows of the Postgres
+booleans 't'/'f' -> 1/0, and the event feed's write (an insert from arrays, which SQLite
+lacks) -> the statements the service runs for it on SQLite. Values naming rows of the Postgres
 bench database (store, API key, products, versions, coupons) are mapped to the rows with
 the same natural key (slug, product name, version number, coupon code) in the SQLite
 database, which is a copy of the service's own database taken by --init. Parameters that
@@ -106,20 +106,21 @@ def sqlite_value(v, mapping):
     return v
 
 
-# The feed's write on PostgreSQL is one data-modifying CTE (src/db/feed/write.rs, PgRecord:
-# counter upsert + events insert); SQLite has no such statement, and the service runs there
-# what `RecordFeed for &mut SqliteConn` in that file runs: the counter upsert, a read of the
-# counter, and one insert per event at positions counted back from it. Keep the two in step.
-FEED_CTE = re.compile(r"^\s*WITH c AS \(INSERT INTO event_counters\b", re.I)
-FEED_SQLITE = [
+# The feed's write on PostgreSQL is one INSERT … SELECT … FROM unnest(…) that takes positions
+# from column defaults (src/db/feed/write.rs, PgRecord); SQLite has neither arrays nor those
+# defaults, and the service runs there what `RecordFeed for &mut SqliteConn` in that file
+# runs: the counter upsert returning the new last position, then one insert of every event
+# at positions counted back from it. Keep the two in step.
+FEED_INSERT = re.compile(r"^\s*INSERT INTO feed_events \(store_id, environment, event_type\b", re.I)
+FEED_UPSERT = (
     'INSERT INTO "event_counters" ("store_id", "environment", "last_position", "purged_through") '
     'VALUES (?, ?, ?, ?) ON CONFLICT ("store_id", "environment") DO UPDATE SET '
-    '"last_position" = ("event_counters"."last_position" + ?)',
-    'SELECT "event_counters"."last_position" FROM "event_counters" WHERE '
-    '(("event_counters"."store_id" = ?) AND ("event_counters"."environment" = ?)) LIMIT ?',
+    '"last_position" = ("event_counters"."last_position" + ?) RETURNING "event_counters"."last_position"'
+)
+FEED_ROWS = (
     'INSERT INTO "feed_events" ("store_id", "environment", "position", "event_type", '
-    '"session_id", "occurred_at") VALUES (?, ?, ?, ?, ?, ?)',
-]
+    '"session_id", "occurred_at") VALUES '
+)
 
 
 def array_items(spec):
@@ -129,19 +130,19 @@ def array_items(spec):
 
 
 def feed_statements(specs, by_value):
-    """The SQLite statements for the feed CTE whose parameters are `specs` ($1 store, $2
-    environment, $3 count, $7 occurred_at, $8 event types, $9 session ids)."""
-    store, env, at = specs[0], specs[1], specs[6]
-    types, ids = array_items(specs[7]), array_items(specs[8])
+    """The SQLite statements for the feed insert whose parameters are `specs` ($1 store,
+    $2 environment, $3 occurred_at, $4 event types, $5 session ids)."""
+    store, env, at = specs[0], specs[1], specs[2]
+    types, ids = array_items(specs[3]), array_items(specs[4])
     count = {"const": len(ids)}
-    upsert, read, insert = FEED_SQLITE
-    out = [(upsert, [store, env, count, {"const": 0}, count]), (read, [store, env, {"const": 1}])]
+    params = []
     for i, (kind, session) in enumerate(zip(types, ids)):
         # The session id is the one the same call inserted: the same varying parameter.
         sid = by_value.get(session, {"kind": "const", "value": session})
         position = {"prev_plus": 1 - len(ids) + i}
-        out.append((insert, [store, env, position, {"const": kind}, sid, at]))
-    return out
+        params += [store, env, position, {"const": kind}, sid, at]
+    rows = FEED_ROWS + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in ids)
+    return [(FEED_UPSERT, [store, env, count, {"const": 0}, count]), (rows, params)]
 
 
 def param(spec, mapping):
@@ -164,7 +165,7 @@ def translate(stmts, mapping):
     }
     for st in stmts:
         sql, specs = st["sql"], st["params"]
-        if FEED_CTE.match(sql):
+        if FEED_INSERT.match(sql):
             for fsql, fparams in feed_statements(specs, by_value):
                 out.append((fsql, [param(p, mapping) for p in fparams]))
             continue

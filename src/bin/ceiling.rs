@@ -3,11 +3,15 @@
 //! database, no layers). It is the ceiling the benchmark (`bench/run.sh`) divides the
 //! service's numbers by: the same gRPC stack, transport settings and message sizes, with
 //! zero work per call. Every credential is accepted; the other methods are UNIMPLEMENTED,
-//! except the pair the WatchSession fan-out needs:
+//! except what the two fan-outs need:
 //! - WatchSession sends the canned first event (an OPEN session) and holds the stream;
 //! - ExpireSession answers the canned EXPIRED session and sends the canned terminal event
 //!   to every stream open at that moment, which then ends (whatever session id was asked
-//!   for: the benchmark watches one session).
+//!   for: the benchmark watches one session);
+//! - WatchEvents holds the stream and sends it a SESSION_CREATED event for every
+//!   CreateSession answered after it opened, in order: the canned session, with the id the
+//!   CreateSession answer gave it (each answer names a new session, as the feed benchmark
+//!   checks), built once per CreateSession and cloned per stream, as the service does.
 //!
 //! The canned replies are built in (a realistic one-line session, every field filled as the
 //! service fills it for `checkout-loadgen`'s request), or read from replies captured from
@@ -148,8 +152,49 @@ fn canned_event(session: &pb::Session, previous: pb::SessionStatus) -> pb::Sessi
     }
 }
 
+/// The events of the WatchEvents fan-out, by number (the n-th CreateSession made while
+/// streams were open); `Ceiling::created` holds the last number.
+#[derive(Default)]
+struct Feed {
+    events: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<pb::Event>>>,
+    created: std::sync::atomic::AtomicU64,
+}
+
+impl Feed {
+    /// The CreateSession answer for the next session, and its event for the streams.
+    fn create(&self, canned: &pb::CreateSessionResponse) -> (pb::CreateSessionResponse, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut events = self.events.lock().expect("feed lock");
+        let n = self.created.fetch_add(1, SeqCst) + 1;
+        let mut reply = canned.clone();
+        let mut session = reply.session.take().unwrap_or_default();
+        // Same length as the canned id: the last digits count the sessions.
+        let tail = n.to_string();
+        session
+            .id
+            .truncate(session.id.len().saturating_sub(tail.len()));
+        session.id.push_str(&tail);
+        events.insert(
+            n,
+            Arc::new(pb::Event {
+                // As long as the service's cursors (base64url of `ev1:<store>:<env>:<tx>.<seq>`).
+                cursor: format!("ZXYxOnN0X1hrMkpxOFZkMFBiTDdyVHozTmNXNWg6dGVzdDo{n:0>12}"),
+                r#type: pb::EventType::SessionCreated as i32,
+                session_id: session.id.clone(),
+                occurred_at: session.created_at,
+                session: Some(session.clone()),
+            }),
+        );
+        reply.session = Some(session);
+        (reply, n)
+    }
+}
+
 struct Ceiling {
     canned: Arc<Canned>,
+    feed: Arc<Feed>,
+    /// How many sessions CreateSession made: WatchEvents streams wait on it.
+    created: watch::Sender<u64>,
     /// Bumped by every ExpireSession: each stream open before it gets its terminal event.
     /// A `watch` channel, as the service's hub (src/events.rs) uses to wake its streams.
     endings: watch::Sender<u64>,
@@ -164,7 +209,17 @@ impl CheckoutService for Ceiling {
         &self,
         _req: Request<pb::CreateSessionRequest>,
     ) -> Reply<pb::CreateSessionResponse> {
-        Ok(Response::new(self.canned.create.clone()))
+        // Without WatchEvents streams, exactly the canned answer (the CreateSession ceiling).
+        if self.created.receiver_count() == 0 {
+            return Ok(Response::new(self.canned.create.clone()));
+        }
+        let (reply, n) = self.feed.create(&self.canned.create);
+        self.created.send_if_modified(|c| {
+            let newer = n > *c;
+            *c = (*c).max(n);
+            newer
+        });
+        Ok(Response::new(reply))
     }
 
     async fn get_session(&self, _req: Request<pb::GetSessionRequest>) -> Reply<pb::Session> {
@@ -217,7 +272,30 @@ impl CheckoutService for Ceiling {
         &self,
         _req: Request<pb::WatchEventsRequest>,
     ) -> Reply<Self::WatchEventsStream> {
-        Err(outside_the_ceiling())
+        // From "now", like a WatchEvents without a cursor.
+        let mut created = self.created.subscribe();
+        let last = *created.borrow_and_update();
+        let feed = self.feed.clone();
+        let pending = std::collections::VecDeque::new();
+        let stream = futures_util::stream::unfold(
+            (created, last, pending),
+            move |(mut created, mut last, mut pending)| {
+                let feed = feed.clone();
+                async move {
+                    while pending.is_empty() {
+                        created.changed().await.ok()?;
+                        let now = *created.borrow_and_update();
+                        let events = feed.events.lock().expect("feed lock");
+                        pending.extend(events.range(last + 1..=now).map(|(_, e)| e.clone()));
+                        last = now;
+                    }
+                    let event: Arc<pb::Event> = pending.pop_front()?;
+                    // Cloned per stream, as the service clones its shared page's events.
+                    Some((Ok(pb::Event::clone(&event)), (created, last, pending)))
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
@@ -254,6 +332,8 @@ async fn main() -> anyhow::Result<()> {
     let service = CheckoutServiceServer::new(Ceiling {
         canned: Arc::new(canned),
         endings: watch::channel(0).0,
+        feed: Arc::default(),
+        created: watch::channel(0).0,
     })
     .max_decoding_message_size(args.max_decoding_message_bytes);
     Server::builder()
@@ -267,12 +347,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ceiling measures GetSession, CreateSession and the WatchSession fan-out only; the
+/// The ceiling measures GetSession, CreateSession and the two fan-outs only; the
 /// other methods are not part of any comparison, so they say so with the status gRPC
 /// defines for it.
 fn outside_the_ceiling() -> Status {
     Status::new(
         tonic::Code::Unimplemented,
-        "the ceiling answers GetSession, CreateSession, WatchSession and ExpireSession only",
+        "the ceiling answers GetSession, CreateSession, WatchSession, ExpireSession and WatchEvents only",
     )
 }
