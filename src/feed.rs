@@ -85,8 +85,9 @@ type Tail = Arc<Mutex<HashMap<Position, Arc<TailRead>>>>;
 #[derive(Default)]
 pub struct FeedHub {
     feeds: Mutex<HashMap<Key, Entry>>,
-    /// PostgreSQL: the announcer of this replica's commits to the others (workers.rs).
-    announcer: OnceLock<mpsc::UnboundedSender<Announcement>>,
+    /// PostgreSQL: the announcer of this replica's commits to the others (workers.rs), and
+    /// the id its announcements carry, so that this replica's listener skips its own.
+    announcer: OnceLock<(u64, mpsc::UnboundedSender<Announcement>)>,
 }
 
 /// A watcher's interest in one feed; dropping it unsubscribes.
@@ -194,9 +195,17 @@ impl FeedHub {
         }
     }
 
-    /// Sends this replica's announcements to `announcer` (PostgreSQL, once at startup).
-    pub fn announce_to(&self, announcer: mpsc::UnboundedSender<Announcement>) {
-        let _ = self.announcer.set(announcer);
+    /// Sends this replica's announcements to `announcer` (PostgreSQL, once at startup);
+    /// returns the id they carry.
+    pub fn announce_to(&self, announcer: mpsc::UnboundedSender<Announcement>) -> u64 {
+        self.announcer.get_or_init(|| (rand::random(), announcer)).0
+    }
+
+    /// A notification this replica's announcer sent: its watchers were woken at the commit.
+    pub fn is_own(&self, announcer_id: u64) -> bool {
+        self.announcer
+            .get()
+            .is_some_and(|(id, _)| *id == announcer_id)
     }
 
     /// This replica committed events of this feed: its watchers here are woken now, and
@@ -205,7 +214,7 @@ impl FeedHub {
     /// that notifies, through one lock held until the commit is flushed.)
     pub fn published(&self, store: &str, env: &str) {
         self.wake(store, env);
-        if let Some(a) = self.announcer.get() {
+        if let Some((_, a)) = self.announcer.get() {
             let _ = a.send(Some((store.to_owned(), env.to_owned())));
         }
     }
@@ -213,7 +222,7 @@ impl FeedHub {
     /// This replica committed events of many feeds (a sweep).
     pub fn published_all(&self) {
         self.wake_all();
-        if let Some(a) = self.announcer.get() {
+        if let Some((_, a)) = self.announcer.get() {
             let _ = a.send(None);
         }
     }

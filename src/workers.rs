@@ -137,8 +137,8 @@ async fn purge_feed_events(db: &Db, retention: Duration, shutdown: &mut watch::R
 pub const SESSION_EVENTS_CHANNEL: &str = "checkout_session_events";
 /// A key or store changed: replicas drop their cached credentials (grpc::auth_cache).
 pub const AUTH_CHANGES_CHANNEL: &str = "checkout_auth_changes";
-/// An event feed grew; the payload is `<store id> <environment>`, or `*` for any feed
-/// (src/feed.rs).
+/// An event feed grew; the payload is `<announcer id> <store id> <environment>`, or
+/// `<announcer id> *` for any feed (src/feed.rs).
 pub const FEED_CHANNEL: &str = "checkout_feed";
 /// The listener's connection is findable (and killable, in tests) by this name.
 pub const LISTENER_APPLICATION_NAME: &str = "checkout-listener";
@@ -204,14 +204,7 @@ async fn listen(
                 tokio::select! {
                     event = events.next() => match event {
                         Some(Ok(n)) if n.channel == AUTH_CHANGES_CHANNEL => auth.clear(),
-                        Some(Ok(n)) if n.channel == FEED_CHANNEL && n.payload == "*" => {
-                            hub.feed.wake_all();
-                        }
-                        Some(Ok(n)) if n.channel == FEED_CHANNEL => {
-                            if let Some((store, env)) = n.payload.split_once(' ') {
-                                hub.feed.wake(store, env);
-                            }
-                        }
+                        Some(Ok(n)) if n.channel == FEED_CHANNEL => feed_announced(&hub.feed, &n.payload),
                         Some(Ok(n)) => hub.notify(&n.payload),
                         Some(Err(e)) => return Err(e.into()),
                         None => anyhow::bail!("notification stream ended"),
@@ -223,6 +216,21 @@ async fn listen(
         }
         // Notifications arriving meanwhile stay queued on the connection.
         tokio::time::timeout(LISTENER_TIMEOUT, conn.batch_execute("SELECT 1")).await??;
+    }
+}
+
+/// Wakes the feeds another replica announced (its own commits woke this replica's
+/// watchers already: one more wake-up would only send them all to read again).
+fn feed_announced(feed: &crate::feed::FeedHub, payload: &str) {
+    let Some((id, what)) = payload.split_once(' ') else {
+        return;
+    };
+    if id.parse().is_ok_and(|id| feed.is_own(id)) {
+        return;
+    }
+    match what.split_once(' ') {
+        Some((store, env)) => feed.wake(store, env),
+        None => feed.wake_all(),
     }
 }
 
@@ -241,7 +249,7 @@ pub fn spawn_feed_announcer(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    hub.announce_to(tx);
+    let id = hub.announce_to(tx);
     tokio::spawn(async move {
         let mut pending = std::collections::BTreeSet::new();
         loop {
@@ -258,11 +266,11 @@ pub fn spawn_feed_announcer(
                 pending.insert(a);
             }
             let payloads: Vec<String> = match pending.contains(&None) {
-                true => vec!["*".to_owned()],
+                true => vec![format!("{id} *")],
                 false => pending
                     .iter()
                     .flatten()
-                    .map(|(store, env)| format!("{store} {env}"))
+                    .map(|(store, env)| format!("{id} {store} {env}"))
                     .collect(),
             };
             let sent = crate::db::feed::announce(&db, FEED_CHANNEL, &payloads).await;
