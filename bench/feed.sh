@@ -86,6 +86,8 @@ part_feed() { # LABEL BACKEND
     die "warming the feed service"
   "$LOADGEN" --addr "$addr" --api-key "$key" --product "$product" --mode get --concurrency 1 --requests 1 \
     --seconds 5 --dump-replies "$WORK/replies-feed-$backend" --json >/dev/null || die "capturing the feed's messages"
+  # Its own ceiling, answering this service's messages; the other parts' comes back after.
+  local outer_ceiling=$CEIL_PID outer_ceiling_addr=$CEIL_ADDR
   start_ceiling "$WORK/replies-feed-$backend"
   sleep 1
   rss0=$(rss_mib "$pid")
@@ -109,16 +111,23 @@ part_feed() { # LABEL BACKEND
     dups=$((dups + $(jv "$f" duplicates)))
     lost=$((lost + $(jv "$f" lost)))
     order=$((order + $(jv "$f" out_of_order)))
-    feed_round "$f.ceiling" "$CEIL_ADDR" any "$product"
+    # The ceiling's round counts only if its consumers all saw every event once (else its
+    # figures would time nothing); one more try, then a note.
+    local try
+    for try in 1 2; do
+      feed_round "$f.ceiling" "$CEIL_ADDR" any "$product"
+      [ "$(jv "$f.ceiling" exactly_once_in_order)" = "$CONSUMERS" ] && break
+      note "$label feed round $r, try $try: the ceiling's consumers did not all see every event once ($(jv "$f.ceiling" exactly_once_in_order) of $CONSUMERS; missing $(jv "$f.ceiling" missing), created $(jv "$f.ceiling" created))"
+    done
     ceil99+=("$(jv "$f.ceiling" fanout_from_send_p99_ms)")
     ceil50+=("$(jv "$f.ceiling" fanout_from_send_p50_ms)")
-    [ "$(jv "$f.ceiling" exactly_once_in_order)" = "$CONSUMERS" ] || note "$label feed round $r: the ceiling's consumers did not all see every event once ($(jv "$f.ceiling" exactly_once_in_order))"
     log "$label feed round $r/$ROUNDS: event → consumer p99 ${p99[-1]} ms (p50 ${p50[-1]} ms, from the reply p99 ${reply99[-1]} ms), bare tonic p99 ${ceil99[-1]} ms (p50 ${ceil50[-1]} ms); exactly once in order ${exact[-1]} of $CONSUMERS"
     [ "${opened[-1]}" = "$CONSUMERS" ] || note "$label feed round $r: ${opened[-1]} of $CONSUMERS streams opened; $(jv "$f" open_errors_by_code)"
     [ "${created[-1]}" = "$FEED_EVENTS" ] || note "$label feed round $r: ${created[-1]} of $FEED_EVENTS CreateSession calls succeeded; $(jv "$f" create_errors_by_code)"
     [ "$(jv "$f" lost_errors_by_code)" = "{}" ] || note "$label feed round $r: streams lost: $(jv "$f" lost_errors_by_code)"
   done
   stop_pid "$CEIL_PID"
+  CEIL_PID=$outer_ceiling CEIL_ADDR=$outer_ceiling_addr
   add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS before" MiB "" "$rss0" ""
   add_row "$label" "$CONSUMERS WatchEvents consumers: server RSS with them open" MiB "" "$rss1" "" "over 20 connections"
   add_row "$label" "$CONSUMERS WatchEvents consumers: new event → every consumer, p99 (vs bare tonic)" ms "service<50" "$(csv "${p99[@]}")" "$(csv "${ceil99[@]}")" \
