@@ -132,10 +132,15 @@ impl FeedSubscription {
         t
     }
 
-    /// A read found events held back: wakes this feed's watchers again shortly, so they
-    /// read again together (one shared read, as for any wake-up). Backs off while they
-    /// stay held back (a long transaction): 5 ms, doubling up to about a second.
-    pub fn retry_soon(&self) {
+    /// After a read of this feed: if it found events held back, wakes this feed's watchers
+    /// again shortly, so they read again together (one shared read, as for any wake-up),
+    /// backing off while they stay held back (a long transaction): 5 ms, doubling up to
+    /// about a second. A read with nothing held back resets the backoff.
+    pub fn read_done(&self, held_back: bool) {
+        if !held_back {
+            self.held.store(0, Ordering::Relaxed);
+            return;
+        }
         let streak = self
             .held
             .fetch_add(1, Ordering::Relaxed)
@@ -146,11 +151,6 @@ impl FeedSubscription {
             tokio::time::sleep(delay).await;
             hub.wake(&store, &env);
         });
-    }
-
-    /// A read found nothing held back: the next retry starts from the shortest delay.
-    pub fn settled(&self) {
-        self.held.store(0, Ordering::Relaxed);
     }
 
     /// Waits for a wake-up not yet seen.

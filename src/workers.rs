@@ -273,24 +273,21 @@ pub fn spawn_feed_announcer(
                     .map(|(store, env)| format!("{id} {store} {env}"))
                     .collect(),
             };
-            let sent = crate::db::feed::announce(&db, FEED_CHANNEL, &payloads).await;
-            match sent {
-                Ok(_) => {
+            // Paced: under load, one notification transaction per period carries every feed
+            // written meanwhile, instead of one per commit. A failed one is kept and retried.
+            let pause = match crate::db::feed::announce(&db, FEED_CHANNEL, &payloads).await {
+                Ok(()) => {
                     pending.clear();
-                    // Paced: under load, one notification transaction per period carries
-                    // every feed written meanwhile, instead of one per commit.
-                    tokio::select! {
-                        _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
-                        _ = shutdown.changed() => return,
-                    }
+                    ANNOUNCE_EVERY
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "announcing feed events failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = shutdown.changed() => return,
-                    }
+                    Duration::from_millis(200)
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
             }
         }
     })

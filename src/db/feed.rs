@@ -110,24 +110,27 @@ macro_rules! horizon {
     }};
 }
 
-/// (last position of the counter, purged through) of a feed's counter row, on an open
-/// connection; (0, START) without one.
-macro_rules! counters {
-    ($conn:ident, $store:expr, $env:expr) => {{
-        let row: Option<(i64, i64, i64)> = event_counters::table
+/// The feed's counter row: (last position of the counter, purged through, as a position).
+/// A statement to load (so it can join a pipeline); `counters` reads its result, (0, START)
+/// without a row.
+macro_rules! counters_query {
+    ($store:expr, $env:expr) => {
+        event_counters::table
             .find(($store.as_str(), $env.as_str()))
             .select((
                 event_counters::last_position,
                 event_counters::purged_tx,
                 event_counters::purged_through,
             ))
-            .first($conn)
-            .await
-            .optional()?;
-        row.map_or((0, Position::START), |(last, tx, seq)| {
+    };
+}
+
+fn counters(rows: Vec<(i64, i64, i64)>) -> (i64, Position) {
+    rows.into_iter()
+        .next()
+        .map_or((0, Position::START), |(last, tx, seq)| {
             (last, Position { tx, seq })
         })
-    }};
 }
 
 /// The position of "now" in a feed: every event committed from now on is after it.
@@ -142,8 +145,11 @@ pub async fn now(db: &Db, store: &StoreId, env: Environment) -> AppResult<Positi
                 seq: 0,
             })
         } else {
-            let (last, _) = counters!(conn, store, env);
-            Ok(Position { tx: 0, seq: last })
+            let rows = counters_query!(store, env).load(conn).await?;
+            Ok(Position {
+                tx: 0,
+                seq: counters(rows).0,
+            })
         }
     })
 }
@@ -196,16 +202,9 @@ pub async fn read_after(
         }
         // Sent together: the server runs them in order, so the counters are read after
         // the page (see above) at no extra round trip.
-        let (rows, counters, held_back) = pipeline!(c => [
+        let (rows, counters_rows, held_back) = pipeline!(c => [
             q.load::<PageRow>(c),
-            event_counters::table
-                .find((store.as_str(), env.as_str()))
-                .select((
-                    event_counters::last_position,
-                    event_counters::purged_tx,
-                    event_counters::purged_through,
-                ))
-                .load::<(i64, i64, i64)>(c),
+            counters_query!(store, env).load::<(i64, i64, i64)>(c),
             super::optional(pg.then(|| {
                 diesel::select(diesel::dsl::exists(
                     feed_events::table
@@ -216,16 +215,10 @@ pub async fn read_after(
                 .get_result::<bool>(c)
             }))
         ]);
-        let counters = counters
-            .into_iter()
-            .next()
-            .map_or((0, Position::START), |(last, tx, seq)| {
-                (last, Position { tx, seq })
-            });
         let held_back = held_back.unwrap_or(false);
         let ids: Vec<&str> = rows.iter().map(|r| r.4.id.as_str()).collect();
         let lines = lines_of!(conn, ids);
-        (rows, horizon, counters, held_back, lines)
+        (rows, horizon, counters(counters_rows), held_back, lines)
     });
     if after.tx > horizon.newest || (after.tx == 0 && after.seq > last) {
         return Ok(Read::Unknown);

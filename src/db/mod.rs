@@ -111,15 +111,21 @@ macro_rules! with_tx {
 /// The locked lines of these sessions, in line order, in one query.
 macro_rules! lines_of {
     ($conn:ident, $ids:expr) => {{
-        let rows: Vec<$crate::db::sessions::LineRow> = $crate::db::schema::session_lines::table
-            .filter($crate::db::schema::session_lines::session_id.eq_any($ids))
-            .order((
-                $crate::db::schema::session_lines::session_id,
-                $crate::db::schema::session_lines::position,
-            ))
-            .select($crate::db::sessions::LineRow::as_select())
-            .load($conn)
-            .await?;
+        let ids = $ids;
+        // No sessions, no query: a caught-up feed watcher's read finds none on every wake.
+        let rows: Vec<$crate::db::sessions::LineRow> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            $crate::db::schema::session_lines::table
+                .filter($crate::db::schema::session_lines::session_id.eq_any(ids))
+                .order((
+                    $crate::db::schema::session_lines::session_id,
+                    $crate::db::schema::session_lines::position,
+                ))
+                .select($crate::db::sessions::LineRow::as_select())
+                .load($conn)
+                .await?
+        };
         let mut by_session: std::collections::HashMap<String, Vec<$crate::db::sessions::LineRow>> =
             std::collections::HashMap::new();
         for row in rows {

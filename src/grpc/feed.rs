@@ -258,10 +258,8 @@ impl Watch {
                     // A failed shared read: each stream reads by itself, for its own error.
                     let page = feed.shared_page(tail.after).await.ok();
                     // Once per shared read, not once per stream that joins it.
-                    match &page {
-                        Some(p) if p.held_back => subscription.retry_soon(),
-                        Some(_) => subscription.settled(),
-                        None => {}
+                    if let Some(p) = &page {
+                        subscription.read_done(p.held_back);
                     }
                     page
                 });
@@ -272,10 +270,7 @@ impl Watch {
             Some(page) => page,
             None => {
                 let page = self.feed.shared_page(self.last).await?;
-                match page.held_back {
-                    true => self.subscription.retry_soon(),
-                    false => self.subscription.settled(),
-                }
+                self.subscription.read_done(page.held_back);
                 page
             }
         };

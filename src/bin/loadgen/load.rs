@@ -11,6 +11,7 @@ use std::{
 use tokio::sync::{mpsc, Semaphore};
 use tonic::{transport::Channel, Status};
 
+#[derive(Default)]
 pub(crate) struct Outcome {
     pub(crate) latencies: Vec<Duration>,
     pub(crate) errors: Errors,
@@ -89,14 +90,7 @@ pub(crate) async fn closed_loop(
             })
         })
         .collect();
-    let mut out = Outcome {
-        latencies: Vec::new(),
-        errors: Errors::default(),
-        reply_bytes: 0,
-        lags: Vec::new(),
-        unfinished: 0,
-        scheduled: 0,
-    };
+    let mut out = Outcome::default();
     let mut last = measured_from;
     for w in workers {
         let (l, e, bytes, end) = w.await?;
@@ -158,12 +152,8 @@ pub(crate) async fn open_loop(
     let schedule_end = start + interval.mul_f64(total as f64);
     let drain_until = schedule_end + DRAIN;
     let mut out = Outcome {
-        latencies: Vec::new(),
-        errors: Errors::default(),
-        reply_bytes: 0,
-        lags: Vec::new(),
-        unfinished: 0,
         scheduled: measured_calls,
+        ..Outcome::default()
     };
     let mut received = 0u64;
     while received < measured_calls {
